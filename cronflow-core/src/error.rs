@@ -1,0 +1,127 @@
+//! Every error type of `cronflow-core`, in one place.
+
+use std::fmt;
+
+use crate::id::RunId;
+
+/// One problem found in a workflow definition, with the JSON path where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WdoProblem {
+    /// JSON path, such as `$.nodes[2].retry.delay`.
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+impl fmt::Display for WdoProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A workflow definition that cannot be used: every problem found, each with its path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct WdoError {
+    /// The problems, in document order.
+    pub problems: Vec<WdoProblem>,
+}
+
+impl WdoError {
+    /// An error with a single problem.
+    pub fn single(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { problems: vec![WdoProblem { path: path.into(), message: message.into() }] }
+    }
+}
+
+impl fmt::Display for WdoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "invalid workflow definition ({n} problem{})", if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or reached.
+    #[error("cannot open the store at {location}: {message}")]
+    Open {
+        /// File path or URL (without password).
+        location: String,
+        /// Why.
+        message: String,
+    },
+    /// The file or database is not a cronflow store (or is corrupt); nothing was changed.
+    #[error("{location} is not a usable cronflow store: {message}")]
+    Incompatible {
+        /// File path or URL.
+        location: String,
+        /// Why.
+        message: String,
+    },
+    /// A write would record something a second time (duplicate event sequence number).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Stored data could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// An engine operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No workflow with this id is registered.
+    #[error("unknown workflow `{0}`")]
+    UnknownWorkflow(String),
+    /// No run with this id exists.
+    #[error("unknown run {0}")]
+    UnknownRun(RunId),
+    /// The payload is larger than [`EngineBuilder::max_payload_bytes`](crate::EngineBuilder::max_payload_bytes).
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Size of the rejected payload.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The payload is not valid JSON or could not be serialised.
+    #[error("payload is not valid JSON: {0}")]
+    InvalidPayload(#[from] serde_json::Error),
+    /// A definition is invalid.
+    #[error(transparent)]
+    InvalidDefinition(#[from] WdoError),
+    /// A definition uses a node kind this engine does not execute yet.
+    #[error("not supported yet: {kind} at {path}")]
+    Unsupported {
+        /// The node kind.
+        kind: String,
+        /// JSON path of the node.
+        path: String,
+    },
+    /// A definition names a handler the executor does not have.
+    #[error("workflow `{workflow}`: no executor handles `{handler}` (at {path})")]
+    MissingHandler {
+        /// The workflow.
+        workflow: String,
+        /// The handler name.
+        handler: String,
+        /// JSON path of the node naming it.
+        path: String,
+    },
+    /// The run cannot be cancelled because it has already finished.
+    #[error("run {0} has already finished")]
+    RunFinished(RunId),
+    /// The engine is shutting down or has stopped and accepts no new work.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

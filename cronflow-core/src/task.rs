@@ -1,0 +1,175 @@
+//! What an executor receives ([`Task`], [`TaskContext`]) and returns on failure ([`TaskError`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::id::{RunId, TaskKey};
+use crate::json::Json;
+
+/// What a task is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// A `step` node: its output is recorded and passed on.
+    Step,
+    /// An `action` node: its output is recorded but the run does not wait for it.
+    Action,
+    /// The condition of an `if` branch: its output's truthiness picks the branch.
+    Condition,
+}
+
+/// One unit of work handed to an [`Executor`](crate::Executor): a handler call.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// The run it belongs to.
+    pub run_id: RunId,
+    /// The workflow's id.
+    pub workflow_id: Arc<str>,
+    /// The author's version label of the workflow, if any.
+    pub workflow_version: Option<Arc<str>>,
+    /// The store's revision number of the definition the run executes.
+    pub revision: u32,
+    /// The node that issued the task.
+    pub node_id: Arc<str>,
+    /// The task within the run (the node id, or `if_id#branch` for a condition).
+    pub key: TaskKey,
+    /// What the task is for.
+    pub kind: TaskKind,
+    /// The handler to call.
+    pub handler: Arc<str>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// `{run_id}/{task key}`: the same for every attempt, so handlers can make side effects
+    /// idempotent.
+    pub idempotency_key: String,
+    /// The attempt's timeout, if any; the engine enforces it.
+    pub timeout: Option<Duration>,
+    /// When the attempt times out, if it has a timeout.
+    pub deadline: Option<DateTime<Utc>>,
+    /// Data the handler reads.
+    pub context: TaskContext,
+}
+
+/// What a handler can read: the trigger payload, earlier outputs and the previous output.
+#[derive(Debug, Clone, Default)]
+pub struct TaskContext {
+    /// The trigger payload.
+    pub payload: Json,
+    /// Outputs of the steps completed so far, by node id.
+    pub steps: Arc<BTreeMap<String, Json>>,
+    /// Output of the node that ran just before, or `null`.
+    pub last: Json,
+}
+
+impl TaskContext {
+    /// Deserialises the payload.
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+        self.payload.parse().map_err(|e| TaskError::new("PayloadError", e.to_string()))
+    }
+
+    /// Deserialises the output of step `id`.
+    pub fn step<T: DeserializeOwned>(&self, id: &str) -> Result<T, TaskError> {
+        let out = self.steps.get(id).ok_or_else(|| {
+            TaskError::new("MissingStepOutput", format!("no output of step `{id}` yet"))
+                .non_retryable()
+        })?;
+        out.parse().map_err(|e| TaskError::new("StepOutputError", format!("step `{id}`: {e}")))
+    }
+
+    /// Deserialises the previous node's output.
+    pub fn last<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+        self.last.parse().map_err(|e| TaskError::new("StepOutputError", e.to_string()))
+    }
+}
+
+/// A failed task attempt, as recorded in the history: `{name, message, stack, code}`.
+///
+/// The `name` is what [`RetryPolicy::retry_on`](crate::RetryPolicy::retry_on) matches.
+/// Any `std::error::Error` converts into one (like `anyhow`), so handlers can use `?`.
+///
+/// ```
+/// use cronflow_core::TaskError;
+/// let e = TaskError::new("PaymentDeclined", "card expired").non_retryable();
+/// assert_eq!(e.to_string(), "PaymentDeclined: card expired");
+/// assert!(!e.retryable);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    /// Error class, e.g. `TypeError`, `TimeoutError`.
+    pub name: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Stack trace, if the executor has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    /// Machine-readable code, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// When false the engine does not retry, whatever the policy says.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub retryable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// Name of the error recorded when an attempt exceeds its timeout.
+pub const TIMEOUT_ERROR: &str = "TimeoutError";
+
+impl TaskError {
+    /// An error with a name and a message.
+    pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            message: message.into(),
+            stack: None,
+            code: None,
+            retryable: true,
+        }
+    }
+
+    /// An error named `Error`.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self::new("Error", message)
+    }
+
+    /// The error recorded when an attempt exceeds `timeout`.
+    pub fn timeout(timeout: Duration) -> Self {
+        Self::new(TIMEOUT_ERROR, format!("attempt exceeded its timeout of {timeout:?}"))
+    }
+
+    /// Marks the error as not worth retrying.
+    pub fn non_retryable(mut self) -> Self {
+        self.retryable = false;
+        self
+    }
+
+    /// Sets the machine-readable code.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for TaskError {
+    fn from(e: E) -> Self {
+        Self::msg(e.to_string())
+    }
+}

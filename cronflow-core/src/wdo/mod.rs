@@ -1,0 +1,9 @@
+//! Workflow definition objects (WDO): the serde model, validation with JSON paths, and the
+//! Rust builder.
+
+mod builder;
+mod model;
+mod validate;
+
+pub use builder::*;
+pub use model::*;
