@@ -3,7 +3,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 /// The identity of one run of a workflow: a UUID v7, so ids sort by creation time.
@@ -58,19 +61,25 @@ impl FromStr for RunId {
 /// A `step` or `action` node's task key is its node id; the condition of branch `i` of an `if`
 /// node `check` is `check#0`, `check#1`, ... Together with the run id it forms the task's
 /// idempotency key, which stays the same across retries.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TaskKey(String);
+///
+/// Cloning is a reference-count bump.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskKey(Arc<str>);
 
 impl TaskKey {
     /// A task key from its text form.
-    pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
+    pub fn new(key: impl AsRef<str>) -> Self {
+        Self(Arc::from(key.as_ref()))
     }
 
     /// The key of the condition task of branch `branch` of the `if` node `node`.
     pub fn condition(node: &str, branch: usize) -> Self {
-        Self(format!("{node}#{branch}"))
+        Self::new(format!("{node}#{branch}"))
+    }
+
+    /// The node id this task belongs to (the text before any `#`).
+    pub fn node_id(&self) -> &str {
+        self.0.split('#').next().unwrap_or(&self.0)
     }
 
     /// The text form.
@@ -88,5 +97,24 @@ impl fmt::Display for TaskKey {
 impl fmt::Debug for TaskKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TaskKey({})", self.0)
+    }
+}
+
+impl Borrow<str> for TaskKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for TaskKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Ok(Self(Arc::from(s)))
     }
 }

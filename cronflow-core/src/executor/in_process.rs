@@ -92,3 +92,199 @@ impl Executor for InProcessExecutor {
         self.handlers.contains_key(handler)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+    use crate::id::{RunId, TaskKey};
+    use crate::task::{TaskContext, TaskKind};
+
+    fn task(handler: &str, context: TaskContext) -> Task {
+        let run_id = RunId::new();
+        Task {
+            run_id,
+            workflow_id: Arc::from("wf"),
+            workflow_version: None,
+            revision: 1,
+            node_id: Arc::from(handler),
+            key: TaskKey::new(handler),
+            kind: TaskKind::Step,
+            handler: Arc::from(handler),
+            attempt: 1,
+            idempotency_key: format!("{run_id}/{handler}"),
+            timeout: None,
+            deadline: None,
+            context,
+        }
+    }
+
+    fn payload(value: serde_json::Value) -> TaskContext {
+        TaskContext { payload: Json::from(value), ..TaskContext::default() }
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct Order {
+        id: u32,
+        items: Vec<String>,
+    }
+
+    #[tokio::test]
+    async fn handler_output_is_serialised() {
+        let executor = InProcessExecutor::new()
+            .handler("order", |_task| async {
+                Ok::<_, TaskError>(Order { id: 7, items: vec!["a".into()] })
+            })
+            .handler("unit", |_task| async { Ok::<_, TaskError>(()) })
+            .handler("text", |_task| async { Ok::<_, TaskError>("hi") });
+        let out = executor.execute(task("order", TaskContext::default())).await.unwrap();
+        assert_eq!(out.as_str(), r#"{"id":7,"items":["a"]}"#);
+        let out = executor.execute(task("unit", TaskContext::default())).await.unwrap();
+        assert_eq!(out.as_str(), "null");
+        let out = executor.execute(task("text", TaskContext::default())).await.unwrap();
+        assert_eq!(out.as_str(), r#""hi""#);
+    }
+
+    #[tokio::test]
+    async fn unserialisable_output_is_a_non_retryable_error() {
+        let executor = InProcessExecutor::new().handler("bad", |_task| async {
+            Ok::<_, TaskError>(BTreeMap::from([((1u8, 2u8), 3u8)]))
+        });
+        let err = executor.execute(task("bad", TaskContext::default())).await.unwrap_err();
+        assert_eq!(err.name, "SerializationError");
+        assert!(!err.retryable);
+    }
+
+    #[tokio::test]
+    async fn std_error_via_question_mark_becomes_error_named_error() {
+        let executor = InProcessExecutor::new().handler("parse", |_task| async {
+            let v: serde_json::Value = serde_json::from_str("{not json")?;
+            Ok::<_, TaskError>(v)
+        });
+        let err = executor.execute(task("parse", TaskContext::default())).await.unwrap_err();
+        let expected = serde_json::from_str::<serde_json::Value>("{not json").unwrap_err();
+        assert_eq!(err.name, "Error");
+        assert_eq!(err.message, expected.to_string());
+        assert!(err.retryable);
+    }
+
+    #[tokio::test]
+    async fn handler_error_type_converts_into_task_error() {
+        let executor = InProcessExecutor::new()
+            .handler("io", |_task| async { Err::<(), _>(std::io::Error::other("disk on fire")) })
+            .handler("typed", |_task| async {
+                Err::<(), _>(TaskError::new("CardDeclined", "no").non_retryable())
+            });
+        let err = executor.execute(task("io", TaskContext::default())).await.unwrap_err();
+        assert_eq!((err.name.as_str(), err.message.as_str()), ("Error", "disk on fire"));
+        let err = executor.execute(task("typed", TaskContext::default())).await.unwrap_err();
+        assert_eq!(err, TaskError::new("CardDeclined", "no").non_retryable());
+    }
+
+    #[tokio::test]
+    async fn payload_accessor_deserialises_or_fails_with_payload_error() {
+        let executor = InProcessExecutor::new().handler("count", |task| async move {
+            let order: Order = task.context.payload()?;
+            Ok::<_, TaskError>(order.items.len())
+        });
+        let ctx = payload(json!({"id": 1, "items": ["a", "b"]}));
+        assert_eq!(executor.execute(task("count", ctx)).await.unwrap().as_str(), "2");
+
+        let err = executor.execute(task("count", payload(json!("nope")))).await.unwrap_err();
+        assert_eq!(err.name, "PayloadError");
+    }
+
+    #[tokio::test]
+    async fn step_and_last_accessors_read_earlier_outputs() {
+        let executor = InProcessExecutor::new().handler("total", |task| async move {
+            let order: Order = task.context.step("fetch")?;
+            let factor: u32 = task.context.last()?;
+            Ok::<_, TaskError>(order.id * factor)
+        });
+        let steps =
+            BTreeMap::from([("fetch".to_owned(), Json::from(json!({"id": 21, "items": []})))]);
+        let ctx = TaskContext {
+            payload: Json::null(),
+            steps: Arc::new(steps),
+            last: Json::from(json!(2)),
+        };
+        assert_eq!(executor.execute(task("total", ctx.clone())).await.unwrap().as_str(), "42");
+
+        // A step that has not run yet is not worth retrying.
+        let err = executor.execute(task("total", TaskContext::default())).await.unwrap_err();
+        assert_eq!(err.name, "MissingStepOutput");
+        assert!(err.message.contains("`fetch`"), "{}", err.message);
+        assert!(!err.retryable);
+
+        // A step output of the wrong shape is a StepOutputError.
+        let wrong = TaskContext {
+            steps: Arc::new(BTreeMap::from([("fetch".to_owned(), Json::from(json!(1)))])),
+            ..ctx
+        };
+        let err = executor.execute(task("total", wrong)).await.unwrap_err();
+        assert_eq!(err.name, "StepOutputError");
+    }
+
+    #[tokio::test]
+    async fn handler_sees_the_whole_task() {
+        let executor = InProcessExecutor::new().handler("who", |task| async move {
+            Ok::<_, TaskError>(json!({
+                "handler": &*task.handler,
+                "attempt": task.attempt,
+                "key": task.idempotency_key,
+            }))
+        });
+        let t = task("who", TaskContext::default());
+        let key = t.idempotency_key.clone();
+        let out = executor.execute(t).await.unwrap().to_value();
+        assert_eq!(out, json!({"handler": "who", "attempt": 1, "key": key}));
+    }
+
+    #[tokio::test]
+    async fn unknown_handler_is_a_non_retryable_error() {
+        let executor =
+            InProcessExecutor::new().handler("known", |_task| async { Ok::<_, TaskError>(1) });
+        let err = executor.execute(task("missing", TaskContext::default())).await.unwrap_err();
+        assert_eq!(err.name, "UnknownHandler");
+        assert!(!err.retryable);
+        assert_eq!(err, unknown_handler("missing"));
+    }
+
+    #[test]
+    fn has_handler_and_names_report_registered_handlers() {
+        let ok = |_task: Task| async { Ok::<_, TaskError>(()) };
+        let executor = InProcessExecutor::new().handler("a", ok).handler("b", ok).handler("a", ok);
+        assert!(executor.has_handler("a"));
+        assert!(executor.has_handler("b"));
+        assert!(!executor.has_handler("c"));
+        let mut names: Vec<&str> = executor.handler_names().collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b"]);
+        assert!(!InProcessExecutor::new().has_handler("a"));
+    }
+
+    #[tokio::test]
+    async fn registering_again_replaces_the_handler() {
+        let executor = InProcessExecutor::new()
+            .handler("x", |_task| async { Ok::<_, TaskError>(1) })
+            .handler("x", |_task| async { Ok::<_, TaskError>(2) });
+        assert_eq!(
+            executor.execute(task("x", TaskContext::default())).await.unwrap().as_str(),
+            "2"
+        );
+    }
+
+    #[tokio::test]
+    async fn clones_and_arcs_run_the_same_handlers() {
+        let executor =
+            InProcessExecutor::new().handler("x", |_task| async { Ok::<_, TaskError>(1) });
+        let shared: Arc<dyn Executor> = Arc::new(executor.clone());
+        assert!(shared.has_handler("x"));
+        assert_eq!(shared.execute(task("x", TaskContext::default())).await.unwrap().as_str(), "1");
+        assert!(format!("{executor:?}").contains("\"x\""));
+    }
+}

@@ -3,6 +3,8 @@
 
 mod builder;
 mod model;
+mod rules;
+mod structure;
 mod validate;
 
 pub use builder::*;

@@ -10,6 +10,10 @@ use crate::id::RunId;
 use crate::json::Json;
 use crate::wdo::WorkflowDef;
 
+mod memory;
+
+pub use memory::MemoryStore;
+
 /// Durable storage for definitions, runs and their event logs.
 ///
 /// # Contract

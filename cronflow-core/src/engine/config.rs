@@ -1,0 +1,143 @@
+//! [`EngineBuilder`]: what an engine needs (store, executor, workflows) and its settings.
+
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::engine::clock::{Clock, SystemClock};
+use crate::error::EngineError;
+use crate::executor::Executor;
+use crate::store::Store;
+use crate::wdo::WorkflowDef;
+
+/// Marker for an [`EngineBuilder`] that has no store yet: `start()` does not compile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoStore;
+
+/// Marker for an [`EngineBuilder`] that has no executor yet: `start()` does not compile.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoExecutor;
+
+/// Tunable limits of an engine.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineConfig {
+    pub(crate) task_concurrency: usize,
+    pub(crate) max_payload_bytes: usize,
+    pub(crate) max_inputs_per_turn: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { task_concurrency: 1024, max_payload_bytes: 1 << 20, max_inputs_per_turn: 4096 }
+    }
+}
+
+/// Builds and starts an [`Engine`]. A store and an executor are required: without them
+/// `start()` does not exist, so forgetting one is a compile error.
+///
+/// ```
+/// # async fn demo(store: impl cronflow_core::Store) -> Result<(), cronflow_core::EngineError> {
+/// use cronflow_core::{Engine, InProcessExecutor, TaskError, Workflow};
+///
+/// let flow = Workflow::new("hello").step("greet").build()?;
+/// let executor = InProcessExecutor::new()
+///     .handler("greet", |_task| async { Ok::<_, TaskError>("hi") });
+/// let engine = Engine::builder()
+///     .store(store)
+///     .executor(executor)
+///     .workflow(flow)
+///     .task_concurrency(64)
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct EngineBuilder<S = NoStore, E = NoExecutor> {
+    pub(crate) store: S,
+    pub(crate) executor: E,
+    pub(crate) workflows: Vec<WorkflowDef>,
+    pub(crate) config: EngineConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl EngineBuilder<NoStore, NoExecutor> {
+    pub(crate) fn new() -> Self {
+        Self {
+            store: NoStore,
+            executor: NoExecutor,
+            workflows: Vec::new(),
+            config: EngineConfig::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl<S, E> EngineBuilder<S, E> {
+    /// Where runs and their histories are kept.
+    pub fn store<S2: Store>(self, store: S2) -> EngineBuilder<S2, E> {
+        EngineBuilder {
+            store,
+            executor: self.executor,
+            workflows: self.workflows,
+            config: self.config,
+            clock: self.clock,
+        }
+    }
+
+    /// What runs the handlers.
+    pub fn executor<E2: Executor>(self, executor: E2) -> EngineBuilder<S, E2> {
+        EngineBuilder {
+            store: self.store,
+            executor,
+            workflows: self.workflows,
+            config: self.config,
+            clock: self.clock,
+        }
+    }
+
+    /// Registers a workflow at start (see [`EngineHandle::register`](crate::EngineHandle::register)).
+    pub fn workflow(mut self, def: WorkflowDef) -> Self {
+        self.workflows.push(def);
+        self
+    }
+
+    /// Registers several workflows at start.
+    pub fn workflows(mut self, defs: impl IntoIterator<Item = WorkflowDef>) -> Self {
+        self.workflows.extend(defs);
+        self
+    }
+
+    /// Most tasks with the executor at once (default 1024); more wait in a queue, and their
+    /// timeouts start only when they are handed over.
+    pub fn task_concurrency(mut self, limit: usize) -> Self {
+        self.config.task_concurrency = limit.max(1);
+        self
+    }
+
+    /// Largest trigger payload accepted, in bytes of JSON (default 1 MiB).
+    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.config.max_payload_bytes = limit;
+        self
+    }
+
+    /// Most inputs (results, triggers) the engine folds into one group commit (default 4096).
+    pub fn max_inputs_per_turn(mut self, limit: usize) -> Self {
+        self.config.max_inputs_per_turn = limit.max(1);
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+}
+
+impl<S: Store, E: Executor> EngineBuilder<S, E> {
+    /// Checks and stores the workflows, replays every unfinished run found in the store,
+    /// and starts the engine.
+    ///
+    /// Fails if a workflow is invalid, uses a node kind this engine cannot run yet, names a
+    /// handler the executor lacks, or if the store fails.
+    pub async fn start(self) -> Result<Engine, EngineError> {
+        Engine::start(self).await
+    }
+}

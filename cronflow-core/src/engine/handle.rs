@@ -1,0 +1,125 @@
+//! [`EngineHandle`]: the cheap, cloneable door into a running engine.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::config::EngineConfig;
+use crate::engine::driver::Input;
+use crate::engine::registry;
+use crate::error::EngineError;
+use crate::event::{RunRecord, RunReport};
+use crate::executor::Executor;
+use crate::id::RunId;
+use crate::json::Json;
+use crate::store::{RunQuery, Store};
+use crate::wdo::WorkflowDef;
+
+pub(crate) struct Shared {
+    pub(crate) tx: mpsc::UnboundedSender<Input>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) executor: Arc<dyn Executor>,
+    pub(crate) config: EngineConfig,
+}
+
+/// Triggers, cancels, waits for and inspects runs of a running [`Engine`](crate::Engine).
+///
+/// Cloning is cheap; every clone talks to the same engine. Trigger sources and admin APIs
+/// hold one of these and never touch the state machine or the store directly. Once the
+/// engine has shut down, calls that need it return [`EngineError::ShuttingDown`]; reads
+/// from the store keep working.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").finish_non_exhaustive()
+    }
+}
+
+impl EngineHandle {
+    /// Starts a run of the latest registered revision of `workflow_id` with `payload`.
+    ///
+    /// Returns once the run is durable: from then on it survives a crash of the host and is
+    /// resumed on the next start.
+    pub async fn trigger(
+        &self,
+        workflow_id: &str,
+        payload: impl Serialize,
+    ) -> Result<RunId, EngineError> {
+        self.trigger_json(workflow_id, Json::from_value(&payload)?).await
+    }
+
+    /// Like [`EngineHandle::trigger`], with a payload that is already JSON.
+    pub async fn trigger_json(
+        &self,
+        workflow_id: &str,
+        payload: Json,
+    ) -> Result<RunId, EngineError> {
+        let limit = self.shared.config.max_payload_bytes;
+        if payload.len() > limit {
+            return Err(EngineError::PayloadTooLarge { size: payload.len(), limit });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::Trigger { workflow_id: workflow_id.to_string(), payload, reply })?;
+        answer.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Waits until run `run_id` has finished and returns its record and history.
+    ///
+    /// Returns at once for a finished run. Fails with [`EngineError::ShuttingDown`] if the
+    /// engine stops first (the run is resumed on the next start).
+    pub async fn wait(&self, run_id: RunId) -> Result<RunReport, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Input::Watch { run_id, reply }).is_ok() {
+            // An error here means the engine stopped while the run was active.
+            answer.await.map_err(|_| EngineError::ShuttingDown)?;
+        }
+        let report = self.report(run_id).await?;
+        if report.run.status.is_terminal() { Ok(report) } else { Err(EngineError::ShuttingDown) }
+    }
+
+    /// Cancels run `run_id`: in-flight tasks are aborted and the run ends as cancelled.
+    pub async fn cancel(&self, run_id: RunId, reason: Option<String>) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::Cancel { run_id, reason, reply })?;
+        if answer.await.map_err(|_| EngineError::ShuttingDown)? {
+            return Ok(());
+        }
+        match self.shared.store.run(run_id).await? {
+            Some(run) if run.status.is_terminal() => Err(EngineError::RunFinished(run_id)),
+            Some(_) => Err(EngineError::ShuttingDown),
+            None => Err(EngineError::UnknownRun(run_id)),
+        }
+    }
+
+    /// The run's record and full history as stored now.
+    pub async fn report(&self, run_id: RunId) -> Result<RunReport, EngineError> {
+        let run = self.shared.store.run(run_id).await?.ok_or(EngineError::UnknownRun(run_id))?;
+        let history = self.shared.store.run_events(run_id).await?;
+        Ok(RunReport { run, history })
+    }
+
+    /// Runs matching `query`, newest first.
+    pub async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, EngineError> {
+        Ok(self.shared.store.list_runs(query).await?)
+    }
+
+    /// Registers `def` (or a new revision of it): later triggers run it; runs already going
+    /// keep the revision they started with. Returns the stored revision.
+    pub async fn register(&self, def: WorkflowDef) -> Result<u32, EngineError> {
+        let def = registry::prepare(def, &*self.shared.store, &*self.shared.executor).await?;
+        let revision = def.revision;
+        let (reply, answer) = oneshot::channel();
+        self.send(Input::Register { def, reply })?;
+        answer.await.map_err(|_| EngineError::ShuttingDown)?;
+        Ok(revision)
+    }
+
+    fn send(&self, input: Input) -> Result<(), EngineError> {
+        self.shared.tx.send(input).map_err(|_| EngineError::ShuttingDown)
+    }
+}

@@ -1,0 +1,109 @@
+//! The [`Engine`]: the tokio driver around the run state machine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+mod clock;
+mod config;
+mod dispatch;
+mod driver;
+mod handle;
+mod registry;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{EngineBuilder, NoExecutor, NoStore};
+pub use handle::EngineHandle;
+
+use crate::error::EngineError;
+use crate::executor::Executor;
+use crate::store::Store;
+use dispatch::Dispatcher;
+use driver::{Driver, Input};
+use handle::Shared;
+use registry::Registry;
+
+/// A running workflow engine.
+///
+/// Start one with [`Engine::builder`]; talk to it through [`Engine::handle`]; stop it with
+/// [`Engine::shutdown`]. Dropping an engine without shutting it down stops it at once: tasks in
+/// flight are abandoned and re-run on the next start (the store keeps everything accepted).
+pub struct Engine {
+    handle: EngineHandle,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A builder; give it a store, an executor and workflows, then `start()` it.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::new()
+    }
+
+    /// A cheap, cloneable handle to trigger, wait for, cancel and inspect runs.
+    pub fn handle(&self) -> EngineHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the engine gracefully: no new runs are accepted and no new tasks dispatched;
+    /// tasks in flight get up to `grace` to finish (their results are recorded), then are
+    /// abandoned. Unfinished runs stay in the store and are resumed on the next start.
+    pub async fn shutdown(mut self, grace: Duration) -> Result<(), EngineError> {
+        let deadline = tokio::time::Instant::now() + grace;
+        let _ = self.handle.shared.tx.send(Input::Shutdown { deadline });
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.await;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn start<S: Store, E: Executor>(
+        builder: EngineBuilder<S, E>,
+    ) -> Result<Engine, EngineError> {
+        let store: Arc<dyn Store> = Arc::new(builder.store);
+        let executor: Arc<dyn Executor> = Arc::new(builder.executor);
+        let mut registry = Registry::default();
+        for def in builder.workflows {
+            registry.insert(registry::prepare(def, &*store, &*executor).await?);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dispatcher = Dispatcher::new(
+            Arc::clone(&executor),
+            tx.clone(),
+            Arc::clone(&builder.clock),
+            builder.config.task_concurrency,
+        );
+        let mut driver = Driver::new(
+            rx,
+            Arc::clone(&store),
+            builder.clock,
+            builder.config.clone(),
+            registry,
+            dispatcher,
+        );
+        let resumed = driver.recover().await?;
+        if resumed > 0 {
+            info!(resumed, "resuming unfinished runs");
+        }
+        let driver = tokio::spawn(driver.run());
+        let shared = Arc::new(Shared { tx, store, executor, config: builder.config });
+        Ok(Engine { handle: EngineHandle { shared }, driver: Some(driver) })
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if self.driver.is_some() {
+            let deadline = tokio::time::Instant::now();
+            let _ = self.handle.shared.tx.send(Input::Shutdown { deadline });
+        }
+    }
+}

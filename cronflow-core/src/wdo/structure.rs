@@ -1,0 +1,538 @@
+//! The structural walk over a JSON value: object shapes, required and unknown fields, field
+//! types, node and trigger kinds, durations and retry policies, plus every semantic rule that
+//! can be checked on the parts that are well formed. It never stops at the first problem.
+//!
+//! The walk accepts exactly what the serde model accepts, so that a document it finds clean
+//! deserializes: optional fields (`Option` in the model) may be `null`, defaulted non-optional
+//! fields (`triggers`, `options`, `backoff`, `jitter`, `retry_on`, `on_timeout`, `schema`) may
+//! be absent but not `null`.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::rules::{Checker, NODE_KINDS, TRIGGER_KINDS, field, index, list, shorten};
+use crate::duration::parse_duration;
+
+type Object = Map<String, Value>;
+
+const WORKFLOW_FIELDS: &[&str] =
+    &["schema", "id", "version", "name", "description", "triggers", "options", "nodes"];
+const OPTIONS_FIELDS: &[&str] = &["timeout", "step_timeout", "retry", "concurrency", "rate_limit"];
+const RETRY_FIELDS: &[&str] =
+    &["max_attempts", "backoff", "delay", "max_delay", "multiplier", "jitter", "retry_on"];
+const BACKOFFS: &[&str] = &["fixed", "linear", "exponential"];
+const ON_TIMEOUT: &[&str] = &["fail", "continue"];
+
+/// Fields of a node of `kind` besides `id` and `type`.
+fn node_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "step" | "action" => &["handler", "timeout", "retry"],
+        "if" => &["branches", "else"],
+        "parallel" | "race" => &["branches"],
+        "for_each" => &["items", "nodes", "concurrency"],
+        "batch" => &["items", "size", "nodes"],
+        "while" => &["condition", "nodes", "max_iterations"],
+        "sleep" => &["duration", "until"],
+        "pause" => &["timeout", "on_timeout", "on_pause"],
+        "wait_for_event" => &["event", "match", "timeout", "on_timeout"],
+        "subflow" => &["workflow", "payload"],
+        _ => &["reason"],
+    }
+}
+
+/// A field that is present and not `null` (serde reads `null` as `None` for optional fields).
+fn optional<'v>(map: &'v Object, key: &str) -> Option<&'v Value> {
+    map.get(key).filter(|v| !v.is_null())
+}
+
+/// How a value is described in "expected X, found Y" messages.
+fn show(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string \"{}\"", shorten(s)),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+impl Checker {
+    /// Walks a whole workflow definition.
+    pub(super) fn workflow_value(&mut self, value: &Value) {
+        let path = "$";
+        let Some(map) = self.object(path, value, "a workflow definition (a JSON object)") else {
+            return;
+        };
+        if let Some(v) = map.get("schema")
+            && let Some(schema) = self.uint("$.schema", v)
+        {
+            self.schema("$.schema", schema);
+        }
+        if let Some(id) = self.required_string(path, map, "id") {
+            self.identifier("$.id", id, "workflow id");
+        }
+        for key in ["version", "name", "description"] {
+            self.optional_string(path, map, key);
+        }
+        if let Some(v) = map.get("triggers")
+            && let Some(triggers) = self.array("$.triggers", v)
+        {
+            for (i, trigger) in triggers.iter().enumerate() {
+                self.trigger_value(&index("$.triggers", i), trigger);
+            }
+        }
+        if let Some(v) = map.get("options") {
+            self.options_value("$.options", v);
+        }
+        if let Some(v) = self.required(path, map, "nodes") {
+            self.sequence_value("$.nodes", v, 0);
+        }
+        self.unknown_fields(path, map, WORKFLOW_FIELDS);
+    }
+
+    fn options_value(&mut self, path: &str, value: &Value) {
+        let Some(map) = self.object(path, value, "an options object") else { return };
+        self.optional_duration(path, map, "timeout");
+        self.optional_duration(path, map, "step_timeout");
+        if let Some(v) = optional(map, "retry") {
+            self.retry_value(&field(path, "retry"), v);
+        }
+        if let Some(v) = optional(map, "concurrency") {
+            let path = field(path, "concurrency");
+            if let Some(limit) = self.object(&path, v, "a concurrency object") {
+                if let Some(n) = self.required_uint(&path, limit, "limit") {
+                    self.at_least_one(&field(&path, "limit"), n, "limit");
+                }
+                self.optional_string(&path, limit, "key");
+                self.unknown_fields(&path, limit, &["limit", "key"]);
+            }
+        }
+        if let Some(v) = optional(map, "rate_limit") {
+            let path = field(path, "rate_limit");
+            if let Some(limit) = self.object(&path, v, "a rate limit object") {
+                if let Some(n) = self.required_uint(&path, limit, "limit") {
+                    self.at_least_one(&field(&path, "limit"), n, "limit");
+                }
+                self.required_positive_duration(&path, limit, "period");
+                self.optional_string(&path, limit, "key");
+                self.unknown_fields(&path, limit, &["limit", "period", "key"]);
+            }
+        }
+        self.unknown_fields(path, map, OPTIONS_FIELDS);
+    }
+
+    fn trigger_value(&mut self, path: &str, value: &Value) {
+        let Some(map) = self.object(path, value, "a trigger object") else { return };
+        let Some(kind) = self.kind(path, map, "trigger type", &TRIGGER_KINDS) else { return };
+        let fields: &[&str] = match kind {
+            "manual" => &[],
+            "schedule" => {
+                if let Some(cron) = self.required_string(path, map, "cron") {
+                    self.cron(&field(path, "cron"), cron);
+                }
+                self.optional_string(path, map, "timezone");
+                &["cron", "timezone"]
+            }
+            "interval" => {
+                self.required_positive_duration(path, map, "every");
+                &["every"]
+            }
+            "webhook" => {
+                if let Some(route) = self.required_string(path, map, "path") {
+                    self.webhook_path(&field(path, "path"), route);
+                }
+                self.optional_string(path, map, "method");
+                // Further webhook settings are free-form.
+                return;
+            }
+            "event" => {
+                if let Some(name) = self.required_string(path, map, "name") {
+                    self.name(&field(path, "name"), name, "event name");
+                }
+                &["name"]
+            }
+            _ => {
+                if let Some(handler) = self.required_string(path, map, "handler") {
+                    self.name(&field(path, "handler"), handler, "handler");
+                }
+                self.required_positive_duration(path, map, "every");
+                self.optional_string(path, map, "key");
+                &["handler", "every", "key"]
+            }
+        };
+        self.unknown_fields_of_kind(path, map, &["type"], fields);
+    }
+
+    fn retry_value(&mut self, path: &str, value: &Value) {
+        let Some(map) = self.object(path, value, "a retry policy object") else { return };
+        if let Some(n) = self.required_uint(path, map, "max_attempts") {
+            self.at_least_one(&field(path, "max_attempts"), n, "max_attempts");
+        }
+        if let Some(v) = map.get("backoff") {
+            self.one_of(&field(path, "backoff"), v, "backoff", BACKOFFS);
+        }
+        self.optional_duration(path, map, "delay");
+        self.optional_duration(path, map, "max_delay");
+        if let Some(v) = optional(map, "multiplier") {
+            let path = field(path, "multiplier");
+            if let Some(x) = self.number(&path, v) {
+                self.multiplier(&path, x);
+            }
+        }
+        if let Some(v) = map.get("jitter") {
+            self.boolean(&field(path, "jitter"), v);
+        }
+        if let Some(v) = map.get("retry_on") {
+            let path = field(path, "retry_on");
+            if let Some(names) = self.array(&path, v) {
+                for (i, name) in names.iter().enumerate() {
+                    self.string(&index(&path, i), name);
+                }
+            }
+        }
+        self.unknown_fields(path, map, RETRY_FIELDS);
+    }
+
+    fn sequence_value(&mut self, path: &str, value: &Value, depth: usize) {
+        let Some(nodes) = self.array(path, value) else { return };
+        if self.too_deep(path, depth) {
+            return;
+        }
+        self.nodes_not_empty(path, nodes.len());
+        for (i, node) in nodes.iter().enumerate() {
+            self.node_value(&index(path, i), node, depth);
+        }
+    }
+
+    /// Checks one node's own fields, then walks its child sequences in document order.
+    fn node_value(&mut self, path: &str, value: &Value, depth: usize) {
+        let Some(map) = self.object(path, value, "a node object") else { return };
+        if let Some(id) = self.required_string(path, map, "id") {
+            self.node_id(&field(path, "id"), id);
+        }
+        let Some(kind) = self.kind(path, map, "node type", &NODE_KINDS) else { return };
+        let mut children: Vec<(String, &Value)> = Vec::new();
+        match kind {
+            "step" | "action" => {
+                if let Some(handler) = self.required_string(path, map, "handler") {
+                    self.name(&field(path, "handler"), handler, "handler");
+                }
+                self.optional_duration(path, map, "timeout");
+                if let Some(v) = optional(map, "retry") {
+                    self.retry_value(&field(path, "retry"), v);
+                }
+            }
+            "if" | "parallel" | "race" => {
+                let branches_path = field(path, "branches");
+                if let Some(v) = self.required(path, map, "branches")
+                    && let Some(branches) = self.array(&branches_path, v)
+                {
+                    self.branches_not_empty(&branches_path, branches.len(), kind);
+                    for (i, branch) in branches.iter().enumerate() {
+                        let path = index(&branches_path, i);
+                        let Some(branch) = self.object(&path, branch, "a branch object") else {
+                            continue;
+                        };
+                        let fields: &[&str] = if kind == "if" {
+                            if let Some(c) = self.required_string(&path, branch, "condition") {
+                                self.name(&field(&path, "condition"), c, "condition handler");
+                            }
+                            &["condition", "nodes"]
+                        } else {
+                            &["nodes"]
+                        };
+                        if let Some(v) = self.required(&path, branch, "nodes") {
+                            children.push((field(&path, "nodes"), v));
+                        }
+                        self.unknown_fields(&path, branch, fields);
+                    }
+                }
+                if kind == "if"
+                    && let Some(v) = optional(map, "else")
+                {
+                    children.push((field(path, "else"), v));
+                }
+            }
+            "for_each" | "batch" => {
+                if let Some(items) = self.required_string(path, map, "items") {
+                    self.name(&field(path, "items"), items, "items handler");
+                }
+                if kind == "batch" {
+                    if let Some(size) = self.required_uint(path, map, "size") {
+                        self.at_least_one(&field(path, "size"), size, "size");
+                    }
+                } else if let Some(v) = optional(map, "concurrency") {
+                    let path = field(path, "concurrency");
+                    if let Some(n) = self.uint(&path, v) {
+                        self.at_least_one(&path, n, "concurrency");
+                    }
+                }
+                if let Some(v) = self.required(path, map, "nodes") {
+                    children.push((field(path, "nodes"), v));
+                }
+            }
+            "while" => {
+                if let Some(condition) = self.required_string(path, map, "condition") {
+                    self.name(&field(path, "condition"), condition, "condition handler");
+                }
+                if let Some(n) = self.required_uint(path, map, "max_iterations") {
+                    self.at_least_one(&field(path, "max_iterations"), n, "max_iterations");
+                }
+                if let Some(v) = self.required(path, map, "nodes") {
+                    children.push((field(path, "nodes"), v));
+                }
+            }
+            "sleep" => {
+                let duration = optional(map, "duration");
+                if let Some(v) = duration {
+                    self.duration(&field(path, "duration"), v);
+                }
+                let until = optional(map, "until");
+                if let Some(v) = until {
+                    let path = field(path, "until");
+                    if let Some(until) = self.string(&path, v) {
+                        self.until(&path, until);
+                    }
+                }
+                self.sleep_choice(path, duration.is_some(), until.is_some());
+            }
+            "pause" => {
+                self.optional_duration(path, map, "timeout");
+                if let Some(v) = map.get("on_timeout") {
+                    self.one_of(&field(path, "on_timeout"), v, "on_timeout", ON_TIMEOUT);
+                }
+                if let Some(handler) = self.optional_string(path, map, "on_pause") {
+                    self.name(&field(path, "on_pause"), handler, "on_pause handler");
+                }
+            }
+            "wait_for_event" => {
+                if let Some(event) = self.required_string(path, map, "event") {
+                    self.name(&field(path, "event"), event, "event name");
+                }
+                if let Some(v) = optional(map, "match") {
+                    self.object(&field(path, "match"), v, "an object of fields to match");
+                }
+                self.optional_duration(path, map, "timeout");
+                if let Some(v) = map.get("on_timeout") {
+                    self.one_of(&field(path, "on_timeout"), v, "on_timeout", ON_TIMEOUT);
+                }
+            }
+            "subflow" => {
+                if let Some(workflow) = self.required_string(path, map, "workflow") {
+                    self.identifier(&field(path, "workflow"), workflow, "workflow id");
+                }
+                if let Some(handler) = self.optional_string(path, map, "payload") {
+                    self.name(&field(path, "payload"), handler, "payload handler");
+                }
+            }
+            _ => {
+                self.optional_string(path, map, "reason");
+            }
+        }
+        self.unknown_fields_of_kind(path, map, &["id", "type"], node_fields(kind));
+        for (path, value) in children {
+            self.sequence_value(&path, value, depth + 1);
+        }
+    }
+
+    // --- shapes and types ---
+
+    /// The `type` of a node or trigger, when present and one of `kinds`.
+    fn kind<'v>(
+        &mut self,
+        path: &str,
+        map: &'v Object,
+        what: &str,
+        kinds: &[&str],
+    ) -> Option<&'v str> {
+        let path = field(path, "type");
+        match map.get("type") {
+            None => {
+                self.report(
+                    path,
+                    format!("missing required field `type` (one of {})", list(kinds)),
+                );
+                None
+            }
+            Some(v) => self.one_of(&path, v, what, kinds),
+        }
+    }
+
+    fn object<'v>(&mut self, path: &str, value: &'v Value, what: &str) -> Option<&'v Object> {
+        match value {
+            Value::Object(map) => Some(map),
+            other => {
+                self.report(path, format!("expected {what}, found {}", show(other)));
+                None
+            }
+        }
+    }
+
+    fn array<'v>(&mut self, path: &str, value: &'v Value) -> Option<&'v [Value]> {
+        match value {
+            Value::Array(items) => Some(items),
+            other => {
+                self.report(path, format!("expected an array, found {}", show(other)));
+                None
+            }
+        }
+    }
+
+    fn string<'v>(&mut self, path: &str, value: &'v Value) -> Option<&'v str> {
+        match value {
+            Value::String(s) => Some(s),
+            other => {
+                self.report(path, format!("expected a string, found {}", show(other)));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, path: &str, value: &Value) -> Option<bool> {
+        match value {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.report(path, format!("expected true or false, found {}", show(other)));
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, path: &str, value: &Value) -> Option<f64> {
+        match value.as_f64() {
+            Some(x) => Some(x),
+            None => {
+                self.report(path, format!("expected a number, found {}", show(value)));
+                None
+            }
+        }
+    }
+
+    /// An unsigned 32-bit integer.
+    fn uint(&mut self, path: &str, value: &Value) -> Option<u32> {
+        let message = match value {
+            Value::Number(n) => match n.as_u64() {
+                Some(n) => match u32::try_from(n) {
+                    Ok(n) => return Some(n),
+                    Err(_) => format!("must be at most {}, found {n}", u32::MAX),
+                },
+                None if n.is_i64() => format!("must not be negative, found {n}"),
+                None => format!("expected a whole number, found {n}"),
+            },
+            other => format!("expected a non-negative integer, found {}", show(other)),
+        };
+        self.report(path, message);
+        None
+    }
+
+    /// A duration string (`"30s"`, `"1h30m"`) or a non-negative integer of milliseconds.
+    fn duration(&mut self, path: &str, value: &Value) -> Option<Duration> {
+        let message = match value {
+            Value::String(text) => match parse_duration(text) {
+                Ok(d) => return Some(d),
+                Err(e) => format!("invalid duration: {e}"),
+            },
+            Value::Number(n) => match n.as_u64() {
+                Some(ms) => return Some(Duration::from_millis(ms)),
+                None if n.is_i64() => format!("a duration must not be negative, found {n}"),
+                None => format!("a duration in milliseconds must be a whole number, found {n}"),
+            },
+            other => format!(
+                "expected a duration such as \"30s\", \"5m\" or \"250ms\" (or whole milliseconds), \
+                 found {}",
+                show(other)
+            ),
+        };
+        self.report(path, message);
+        None
+    }
+
+    /// A string that must be one of `allowed`.
+    fn one_of<'v>(
+        &mut self,
+        path: &str,
+        value: &'v Value,
+        what: &str,
+        allowed: &[&str],
+    ) -> Option<&'v str> {
+        let s = self.string(path, value)?;
+        if allowed.contains(&s) {
+            Some(s)
+        } else {
+            self.report(
+                path,
+                format!("unknown {what} `{}`: expected one of {}", shorten(s), list(allowed)),
+            );
+            None
+        }
+    }
+
+    // --- fields ---
+
+    fn required<'v>(&mut self, path: &str, map: &'v Object, key: &str) -> Option<&'v Value> {
+        let value = map.get(key);
+        if value.is_none() {
+            self.report(field(path, key), format!("missing required field `{key}`"));
+        }
+        value
+    }
+
+    fn required_string<'v>(&mut self, path: &str, map: &'v Object, key: &str) -> Option<&'v str> {
+        let value = self.required(path, map, key)?;
+        self.string(&field(path, key), value)
+    }
+
+    fn required_uint(&mut self, path: &str, map: &Object, key: &str) -> Option<u32> {
+        let value = self.required(path, map, key)?;
+        self.uint(&field(path, key), value)
+    }
+
+    /// A field the model reads as `Option<Duration>` without a default: it must be written, and
+    /// the rules want it present and positive.
+    fn required_positive_duration(&mut self, path: &str, map: &Object, key: &str) {
+        let Some(value) = self.required(path, map, key) else { return };
+        let path = field(path, key);
+        if value.is_null() {
+            self.positive_duration(&path, None, key);
+        } else if let Some(d) = self.duration(&path, value) {
+            self.positive_duration(&path, Some(d), key);
+        }
+    }
+
+    fn optional_string<'v>(&mut self, path: &str, map: &'v Object, key: &str) -> Option<&'v str> {
+        let value = optional(map, key)?;
+        self.string(&field(path, key), value)
+    }
+
+    fn optional_duration(&mut self, path: &str, map: &Object, key: &str) -> Option<Duration> {
+        let value = optional(map, key)?;
+        self.duration(&field(path, key), value)
+    }
+
+    /// Reports every field of `map` not in `allowed`.
+    fn unknown_fields(&mut self, path: &str, map: &Object, allowed: &[&str]) {
+        for key in map.keys() {
+            if !allowed.contains(&key.as_str()) {
+                self.report(
+                    field(path, key),
+                    format!("unknown field `{}`: expected one of {}", shorten(key), list(allowed)),
+                );
+            }
+        }
+    }
+
+    /// [`unknown_fields`](Self::unknown_fields) with the fields every object of its family has
+    /// (`common`: `id` and `type` for nodes, `type` for triggers) ahead of the kind's `fields`.
+    fn unknown_fields_of_kind(
+        &mut self,
+        path: &str,
+        map: &Object,
+        common: &[&str],
+        fields: &[&str],
+    ) {
+        let allowed: Vec<&str> = common.iter().chain(fields).copied().collect();
+        self.unknown_fields(path, map, &allowed);
+    }
+}
