@@ -1,4 +1,83 @@
-//! cronflow-core (crate docs to be written).
+//! The core of cronflow, an embeddable durable workflow engine: workflow definitions, the
+//! pure run state machine, and the [`Engine`] that drives it over a [`Store`] and an
+//! [`Executor`].
+//!
+//! # Quick start
+//!
+//! Define a workflow, give the engine a store and an executor, trigger a run and wait for it.
+//! [`MemoryStore`] keeps this example self-contained; a host uses `cronflow_store::SqliteStore`
+//! (or any other [`Store`]) to make runs survive crashes.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cronflow_core::{Engine, InProcessExecutor, MemoryStore, RetryPolicy, RunStatus, TaskError, Workflow};
+//! use serde_json::{json, Value};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let flow = Workflow::new("greet")
+//!     .retry(RetryPolicy::exponential(3, Duration::from_millis(10)))
+//!     .step("lookup")
+//!     .if_("vip-check", |b| b
+//!         .when("is-vip", |s| s.step("red-carpet"))
+//!         .otherwise(|s| s.step("wave")))
+//!     .build()?;
+//!
+//! let executor = InProcessExecutor::new()
+//!     .handler("lookup", |task| async move {
+//!         let who: Value = task.context.payload()?;
+//!         Ok::<_, TaskError>(json!({ "name": who["name"], "vip": who["name"] == "Ada" }))
+//!     })
+//!     .handler("is-vip", |task| async move {
+//!         let user: Value = task.context.step("lookup")?;
+//!         Ok::<_, TaskError>(user["vip"].clone())
+//!     })
+//!     .handler("red-carpet", |_| async { Ok::<_, TaskError>("welcome, Ada") })
+//!     .handler("wave", |_| async { Ok::<_, TaskError>("hi") });
+//!
+//! let engine = Engine::builder()
+//!     .store(MemoryStore::new())
+//!     .executor(executor)
+//!     .workflow(flow)
+//!     .start()
+//!     .await?;
+//! let handle = engine.handle();
+//! let run = handle.trigger("greet", json!({ "name": "Ada" })).await?;
+//! let report = handle.wait(run).await?;
+//! assert_eq!(report.status(), RunStatus::Completed);
+//! assert_eq!(report.run.output.unwrap().as_str(), r#""welcome, Ada""#);
+//! engine.shutdown(Duration::from_secs(5)).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Concepts
+//!
+//! - **Workflow definitions** ([`WorkflowDef`], built with [`Workflow`] or read from JSON with
+//!   [`WorkflowDef::from_json`]): the WDO, a tree of nodes (`step`, `action`, `if`,
+//!   `parallel`, and the kinds later versions run: `race`, `for_each`, `batch`, `while`,
+//!   `sleep`, `pause`, `wait_for_event`, `subflow`, `cancel`). Validation reports every
+//!   problem with its JSON path ([`WdoError`]).
+//! - **The run state machine** ([`RunMachine`]): pure and synchronous; events in,
+//!   [`Command`]s out. A run's history ([`RunEvent`]s) is the audit trail, and replaying it
+//!   rebuilds the run exactly.
+//! - **The engine** ([`Engine`], [`EngineBuilder`], [`EngineHandle`]): one tokio task that owns
+//!   the active runs, group-commits their events to the store, then dispatches tasks under a
+//!   concurrency limit, enforces timeouts, schedules retries ([`RetryPolicy`]) and resumes
+//!   unfinished runs at start.
+//! - **Executors** ([`Executor`]): where handlers run. [`InProcessExecutor`] runs Rust
+//!   closures, [`MockExecutor`] answers from a script and records calls for tests;
+//!   `cronflow-executor-node` runs JavaScript handlers in Node.js workers.
+//! - **Stores** ([`Store`]): where runs live. [`MemoryStore`] for tests;
+//!   `cronflow-store` for SQLite.
+//!
+//! # Guarantees
+//!
+//! - A run whose trigger returned its [`RunId`] is durable (on a durable store).
+//! - Every state transition is recorded exactly once (the store rejects a duplicate event
+//!   sequence number); a handler runs at least once, with an idempotency key
+//!   (`{run_id}/{task}`) that is the same for every attempt.
+//! - A late result of a timed-out, aborted or superseded attempt is discarded.
 
 mod duration;
 mod engine;
@@ -26,7 +105,7 @@ pub use executor::{
 };
 pub use id::{RunId, TaskKey};
 pub use json::Json;
-pub use machine::{Command, MachineSnapshot, ReplayError, RunDefinition, RunMachine};
+pub use machine::{Command, MachineSnapshot, TaskSnapshot, ReplayError, RunDefinition, RunMachine};
 pub use retry::{Backoff, RetryPolicy};
 pub use store::{CommitBatch, FinishedRun, MemoryStore, NewRun, RunQuery, Store, StoredRun};
 pub use task::{TIMEOUT_ERROR, Task, TaskContext, TaskError, TaskKind};

@@ -70,7 +70,8 @@ pub struct TaskContext {
 impl TaskContext {
     /// Deserialises the payload.
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
-        self.payload.parse().map_err(|e| TaskError::new("PayloadError", e.to_string()))
+        // A payload of the wrong shape stays wrong on every retry.
+        self.payload.parse().map_err(|e| TaskError::new("PayloadError", e.to_string()).non_retryable())
     }
 
     /// Deserialises the output of step `id`.
@@ -79,12 +80,14 @@ impl TaskContext {
             TaskError::new("MissingStepOutput", format!("no output of step `{id}` yet"))
                 .non_retryable()
         })?;
-        out.parse().map_err(|e| TaskError::new("StepOutputError", format!("step `{id}`: {e}")))
+        out.parse().map_err(|e| {
+            TaskError::new("StepOutputError", format!("step `{id}`: {e}")).non_retryable()
+        })
     }
 
     /// Deserialises the previous node's output.
     pub fn last<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
-        self.last.parse().map_err(|e| TaskError::new("StepOutputError", e.to_string()))
+        self.last.parse().map_err(|e| TaskError::new("StepOutputError", e.to_string()).non_retryable())
     }
 }
 

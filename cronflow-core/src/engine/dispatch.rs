@@ -28,9 +28,9 @@ pub(crate) struct Dispatcher {
     clock: Arc<dyn Clock>,
     limit: usize,
     /// Submitted this turn; handed over only after the turn's events are durable.
-    pending: Vec<Box<Task>>,
+    pending: Vec<Task>,
     /// Waiting for a free slot.
-    queue: VecDeque<Box<Task>>,
+    queue: VecDeque<Task>,
     running: HashMap<AttemptId, AbortHandle>,
     stopped: bool,
 }
@@ -54,7 +54,7 @@ impl Dispatcher {
         }
     }
 
-    pub(crate) fn submit(&mut self, task: Box<Task>) {
+    pub(crate) fn submit(&mut self, task: Task) {
         if !self.stopped {
             self.pending.push(task);
         }
@@ -77,7 +77,7 @@ impl Dispatcher {
         if let Some(handle) = self.running.remove(&(run_id, key.clone(), attempt)) {
             handle.abort();
         }
-        let same = |t: &Box<Task>| t.run_id == run_id && t.key == *key && t.attempt == attempt;
+        let same = |t: &Task| t.run_id == run_id && t.key == *key && t.attempt == attempt;
         self.pending.retain(|t| !same(t));
         self.queue.retain(|t| !same(t));
     }
@@ -103,7 +103,7 @@ impl Dispatcher {
         n
     }
 
-    fn spawn(&mut self, mut task: Box<Task>) {
+    fn spawn(&mut self, mut task: Task) {
         let id: AttemptId = (task.run_id, task.key.clone(), task.attempt);
         let timeout = task.timeout;
         // The timeout runs from the hand-over, not from when the task was queued.
@@ -115,7 +115,7 @@ impl Dispatcher {
         let results = self.results.clone();
         let (run_id, key, attempt) = id.clone();
         let handle = tokio::spawn(async move {
-            let attempt_future = CatchPanic(executor.execute(*task));
+            let attempt_future = CatchPanic(executor.execute(task));
             let outcome = match timeout {
                 Some(limit) => tokio::time::timeout(limit, attempt_future)
                     .await

@@ -138,10 +138,10 @@ impl Driver {
             if !self.finish_turn().await {
                 break;
             }
-            if let Some(deadline) = self.shutdown {
-                if self.dispatcher.in_flight() == 0 || Instant::now() >= deadline {
-                    break;
-                }
+            if let Some(deadline) = self.shutdown
+                && (self.dispatcher.in_flight() == 0 || Instant::now() >= deadline)
+            {
+                break;
             }
             let wake = self.next_wake();
             let input = tokio::select! {
@@ -245,7 +245,7 @@ impl Driver {
                     }
                     self.batch.events.push((run_id, event));
                 }
-                Command::Dispatch(task) => self.dispatcher.submit(task),
+                Command::Dispatch(task) => self.dispatcher.submit(*task),
                 Command::Abort { key, attempt } => self.dispatcher.abort(run_id, &key, attempt),
             }
         }

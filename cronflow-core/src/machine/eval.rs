@@ -40,11 +40,19 @@ impl RunMachine {
         let def = Arc::clone(&self.def);
         let nodes = &def.def.nodes;
         let mut flow = Flow::Done(self.cursor_last.clone());
-        while self.cursor < nodes.len() {
-            match self.eval_node(&nodes[self.cursor], &self.cursor_last.clone(), now, out) {
+        let mut last = self.cursor_last.clone();
+        // The cursor moves past a finished node only once every action in it has settled:
+        // an action waiting for a retry must still be visited to be dispatched again.
+        let mut settled = true;
+        for (i, node) in nodes.iter().enumerate().skip(self.cursor) {
+            match self.eval_node(node, &last, now, out) {
                 Flow::Done(output) => {
-                    self.cursor += 1;
-                    self.cursor_last = output.clone();
+                    settled = settled && self.actions_settled(&def.top_level_actions[i]);
+                    if settled {
+                        self.cursor = i + 1;
+                        self.cursor_last = output.clone();
+                    }
+                    last = output.clone();
                     flow = Flow::Done(output);
                 }
                 other => {
@@ -62,6 +70,11 @@ impl RunMachine {
             }
             Flow::Done(_) => {}
         }
+    }
+
+    /// Whether each of these actions has an outcome or was never started.
+    fn actions_settled(&self, actions: &[String]) -> bool {
+        actions.iter().all(|id| self.tasks.get(id.as_str()).is_none_or(|t| t.outcome.is_some()))
     }
 
     fn eval_seq(
@@ -182,8 +195,8 @@ impl RunMachine {
             None => 1,
         };
         let key = TaskKey::new(key);
+        // `retry_at` stays as recorded: it is history, and replay must see the same state.
         let state = self.tasks.entry(key.clone()).or_default();
-        state.retry_at = None;
         state.in_flight = Some(InFlight { attempt, started_at: now });
         let timeout = node.timeout.or(self.def.def.options.step_timeout);
         let task = Task {

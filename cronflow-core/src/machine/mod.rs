@@ -15,7 +15,7 @@ use crate::event::{FailureKind, RecordedEvent, RunEvent, RunFailure, RunStatus};
 use crate::id::{RunId, TaskKey};
 use crate::json::Json;
 use crate::task::{Task, TaskError};
-use crate::wdo::WorkflowDef;
+use crate::wdo::{Node, WorkflowDef};
 
 mod eval;
 
@@ -47,6 +47,8 @@ pub struct RunDefinition {
     pub revision: u32,
     pub(crate) workflow_id: Arc<str>,
     pub(crate) version: Option<Arc<str>>,
+    /// Per top-level node, the ids of the `action` nodes inside it (itself included).
+    pub(crate) top_level_actions: Vec<Vec<String>>,
 }
 
 impl RunDefinition {
@@ -54,7 +56,24 @@ impl RunDefinition {
     pub fn new(def: WorkflowDef, revision: u32) -> Arc<Self> {
         let workflow_id = Arc::from(def.id.as_str());
         let version = def.version.as_deref().map(Arc::from);
-        Arc::new(Self { def, revision, workflow_id, version })
+        fn collect(node: &Node, into: &mut Vec<String>) {
+            if let Node::Action(action) = node {
+                into.push(action.id.clone());
+            }
+            for (_, children) in node.children() {
+                children.iter().for_each(|child| collect(child, into));
+            }
+        }
+        let top_level_actions = def
+            .nodes
+            .iter()
+            .map(|node| {
+                let mut actions = Vec::new();
+                collect(node, &mut actions);
+                actions
+            })
+            .collect();
+        Arc::new(Self { def, revision, workflow_id, version, top_level_actions })
     }
 }
 
@@ -84,8 +103,19 @@ pub struct MachineSnapshot {
     pub recorded: u32,
     /// Terminal status, if finished.
     pub status: RunStatus,
-    /// Per task: failures so far, pending retry time, and final outcome.
-    pub tasks: BTreeMap<TaskKey, (u32, Option<DateTime<Utc>>, Option<Result<Json, TaskError>>)>,
+    /// Every task that has recorded something.
+    pub tasks: BTreeMap<TaskKey, TaskSnapshot>,
+}
+
+/// The recorded state of one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSnapshot {
+    /// Failed attempts so far.
+    pub failures: u32,
+    /// When the last failure scheduled the next attempt (kept while that attempt runs).
+    pub retry_at: Option<DateTime<Utc>>,
+    /// The final outcome, once there is one.
+    pub outcome: Option<Result<Json, TaskError>>,
 }
 
 /// The execution state of one run.
@@ -194,10 +224,17 @@ impl RunMachine {
         if self.status.is_terminal() {
             return out;
         }
-        let Some(state) = self.tasks.get(key) else { return out };
+        let late = self.deadline().is_some_and(|deadline| deadline <= now);
+        let Some(state) = self.tasks.get_mut(key) else { return out };
         let Some(flight) = state.in_flight.filter(|f| f.attempt == attempt) else {
             return out;
         };
+        if late {
+            // Too late: the run has timed out, whatever this attempt says.
+            state.in_flight = None;
+            self.check_deadline(now, &mut out);
+            return out;
+        }
         let event = match result {
             Ok(output) => RunEvent::TaskSucceeded {
                 task: key.clone(),
@@ -286,7 +323,14 @@ impl RunMachine {
                 .tasks
                 .iter()
                 .filter(|(_, t)| t.failures > 0 || t.outcome.is_some())
-                .map(|(k, t)| (k.clone(), (t.failures, t.retry_at, t.outcome.clone())))
+                .map(|(k, t)| {
+                    let snapshot = TaskSnapshot {
+                        failures: t.failures,
+                        retry_at: t.retry_at,
+                        outcome: t.outcome.clone(),
+                    };
+                    (k.clone(), snapshot)
+                })
                 .collect(),
         }
     }

@@ -144,7 +144,7 @@ impl Store for MemoryStore {
             .filter(|r| query.status.is_none_or(|s| s == r.status))
             .cloned()
             .collect();
-        runs.sort_by(|a, b| b.id.cmp(&a.id));
+        runs.sort_by_key(|r| std::cmp::Reverse(r.id));
         runs.truncate(query.limit.unwrap_or(100) as usize);
         Ok(runs)
     }

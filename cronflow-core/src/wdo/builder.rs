@@ -40,7 +40,7 @@ use crate::wdo::{
 ///     })
 ///     .parallel("fan-out", |p| p.branch(|seq| seq.step("email")).branch(|seq| seq.step("sms")))
 ///     .build()?;
-/// assert_eq!(def.nodes.len(), 6);
+/// assert_eq!(def.nodes.len(), 5);
 /// assert_eq!(def.nodes[0].id(), "fetch-order");
 /// # Ok::<(), cronflow_core::WdoError>(())
 /// ```

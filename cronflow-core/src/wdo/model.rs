@@ -100,7 +100,9 @@ pub struct RateLimitDef {
 /// A declared trigger. The engine stores these with the definition; `cronflow-triggers`
 /// makes them fire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+// No `deny_unknown_fields` here: serde cannot combine it with the flattened webhook
+// settings; `WorkflowDef::from_json` still rejects unknown fields of the other kinds.
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum TriggerDef {
     /// Only the API starts runs.
     Manual,

@@ -74,8 +74,9 @@ impl Checker {
             self.report(
                 path,
                 format!(
-                    "{what} `{value}` may contain only letters, digits, `_`, `.`, `:` and `-` \
-                     (found `{bad}`)"
+                    "{what} `{}` may contain only letters, digits, `_`, `.`, `:` and `-` \
+                     (found `{bad}`)",
+                    shorten(value)
                 ),
             );
         }
@@ -89,7 +90,8 @@ impl Checker {
         }
         match self.node_ids.get(id) {
             Some(first) => {
-                let message = format!("duplicate node id `{id}`: already used at {first}");
+                let message =
+                    format!("duplicate node id `{}`: already used at {first}", shorten(id));
                 self.report(path, message);
             }
             None => {

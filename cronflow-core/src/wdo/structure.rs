@@ -37,7 +37,7 @@ fn node_fields(kind: &str) -> &'static [&'static str] {
         "pause" => &["timeout", "on_timeout", "on_pause"],
         "wait_for_event" => &["event", "match", "timeout", "on_timeout"],
         "subflow" => &["workflow", "payload"],
-        _ => &["reason"],
+        _ => &["reason"], // "cancel"
     }
 }
 
@@ -153,6 +153,7 @@ impl Checker {
                 }
                 &["name"]
             }
+            // "poll", the last of TRIGGER_KINDS.
             _ => {
                 if let Some(handler) = self.required_string(path, map, "handler") {
                     self.name(&field(path, "handler"), handler, "handler");
@@ -327,6 +328,7 @@ impl Checker {
                     self.name(&field(path, "payload"), handler, "payload handler");
                 }
             }
+            // "cancel", the last of NODE_KINDS.
             _ => {
                 self.optional_string(path, map, "reason");
             }
