@@ -1,1 +1,41 @@
-//! Shared fixtures for the cronflow benchmarks.
+//! Shared fixtures for the cronflow benchmarks: the 10-step no-op workflow and helpers to
+//! report figures in user units.
+
+use std::time::Duration;
+
+use cronflow_core::{InProcessExecutor, TaskError, Workflow, WorkflowDef};
+
+/// Steps in the benchmark workflow.
+pub const STEPS: usize = 10;
+
+/// A linear workflow of [`STEPS`] steps named `s0`..`s9`, each calling the handler `noop`.
+pub fn linear_workflow(id: &str) -> WorkflowDef {
+    (0..STEPS)
+        .fold(Workflow::new(id), |w, i| w.step_with(format!("s{i}"), |s| s.handler("noop")))
+        .build()
+        .expect("the benchmark workflow is valid")
+}
+
+/// An executor whose only handler, `noop`, returns `null` at once.
+pub fn noop_executor() -> InProcessExecutor {
+    InProcessExecutor::new().handler("noop", |_task| async { Ok::<_, TaskError>(()) })
+}
+
+/// The `q` quantile (0..=1) of `samples`, which it sorts.
+pub fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort_unstable();
+    let index = ((samples.len() - 1) as f64 * q).round() as usize;
+    samples[index]
+}
+
+/// Formats a duration in microseconds or milliseconds, whichever reads better.
+pub fn human(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{:.0} µs", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
+}

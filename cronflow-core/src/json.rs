@@ -45,6 +45,14 @@ impl Json {
         Ok(Self(Arc::from(RawValue::from_string(text)?)))
     }
 
+    /// A serde `deserialize_with` helper that keeps the text exactly as it is, for fields read
+    /// straight from `serde_json` (not inside internally tagged enums or flattened structs,
+    /// where serde buffers values and the raw text is gone).
+    pub fn deserialize_raw<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        Ok(Self(Arc::from(raw)))
+    }
+
     /// The document's text, exactly as it was received or serialised.
     pub fn as_str(&self) -> &str {
         self.0.get()
@@ -122,10 +130,15 @@ impl Serialize for Json {
     }
 }
 
+/// Deserialising goes through a [`serde_json::Value`] (with key order preserved), because
+/// serde buffers the fields of internally tagged enums such as
+/// [`RunEvent`](crate::RunEvent), and a buffered value cannot be read back as raw text. Hot paths
+/// build a `Json` from text with [`Json::from_raw_str`] / [`Json::from_string`] instead, which
+/// keeps the text exactly.
 impl<'de> Deserialize<'de> for Json {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = Box::<RawValue>::deserialize(deserializer)?;
-        Ok(Self(Arc::from(raw)))
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Json::from_value(&value).map_err(serde::de::Error::custom)
     }
 }
 
@@ -141,6 +154,24 @@ mod tests {
         for truthy in ["true", "1", "-2.5", "\"no\"", "[]", "{}"] {
             assert!(Json::from_raw_str(truthy).unwrap().is_truthy(), "{truthy}");
         }
+    }
+
+    #[test]
+    fn run_events_round_trip_through_serde() {
+        use crate::{RecordedEvent, RunEvent, TaskKey};
+        let event = RecordedEvent {
+            seq: 3,
+            at: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            event: RunEvent::TaskSucceeded {
+                task: TaskKey::new("charge"),
+                attempt: 2,
+                started_at: chrono::DateTime::from_timestamp_micros(1_700_000_000_000_001).unwrap(),
+                output: Json::from_raw_str(r#"{"z":1,"a":[true,null]}"#).unwrap(),
+            },
+        };
+        let text = serde_json::to_string(&event).unwrap();
+        let back: RecordedEvent = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, event);
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub use executor::{
 };
 pub use id::{RunId, TaskKey};
 pub use json::Json;
-pub use machine::{Command, MachineSnapshot, TaskSnapshot, ReplayError, RunDefinition, RunMachine};
+pub use machine::{Command, MachineSnapshot, ReplayError, RunDefinition, RunMachine, TaskSnapshot};
 pub use retry::{Backoff, RetryPolicy};
 pub use store::{CommitBatch, FinishedRun, MemoryStore, NewRun, RunQuery, Store, StoredRun};
 pub use task::{TIMEOUT_ERROR, Task, TaskContext, TaskError, TaskKind};

@@ -71,7 +71,9 @@ impl TaskContext {
     /// Deserialises the payload.
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
         // A payload of the wrong shape stays wrong on every retry.
-        self.payload.parse().map_err(|e| TaskError::new("PayloadError", e.to_string()).non_retryable())
+        self.payload
+            .parse()
+            .map_err(|e| TaskError::new("PayloadError", e.to_string()).non_retryable())
     }
 
     /// Deserialises the output of step `id`.
@@ -87,7 +89,9 @@ impl TaskContext {
 
     /// Deserialises the previous node's output.
     pub fn last<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
-        self.last.parse().map_err(|e| TaskError::new("StepOutputError", e.to_string()).non_retryable())
+        self.last
+            .parse()
+            .map_err(|e| TaskError::new("StepOutputError", e.to_string()).non_retryable())
     }
 }
 

@@ -1,0 +1,109 @@
+//! Engine benchmarks on a SQLite file (WAL), with a no-op in-process executor.
+//!
+//! - `throughput`: 1,000 concurrent runs of the 10-step linear workflow; prints steps/s.
+//! - `latency`: one such run alone, trigger to completion; prints p50/p99.
+//!
+//! Run with: `cargo bench -p cronflow-benches --bench engine`
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use cronflow_benches::{STEPS, human, linear_workflow, noop_executor, quantile};
+use cronflow_core::{Engine, EngineHandle, RunStatus};
+use cronflow_store::SqliteStore;
+use serde_json::json;
+
+const RUNS: usize = 1_000;
+
+async fn start(dir: &tempfile::TempDir) -> Engine {
+    let store = SqliteStore::open(dir.path().join("bench.db")).await.expect("open store");
+    Engine::builder()
+        .store(store)
+        .executor(noop_executor())
+        .workflow(linear_workflow("linear"))
+        .start()
+        .await
+        .expect("start engine")
+}
+
+async fn run_batch(handle: &EngineHandle, runs: usize) -> Duration {
+    let started = Instant::now();
+    let mut waits = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let handle = handle.clone();
+        waits.push(tokio::spawn(async move {
+            let run = handle.trigger("linear", json!({"n": 1})).await.expect("trigger");
+            handle.wait(run).await.expect("wait")
+        }));
+    }
+    for wait in waits {
+        let report = wait.await.expect("join");
+        assert_eq!(report.status(), RunStatus::Completed);
+    }
+    started.elapsed()
+}
+
+fn throughput(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = rt.block_on(start(&dir));
+    let handle = engine.handle();
+    let mut best = Vec::new();
+    let mut group = c.benchmark_group("engine");
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group.bench_function("throughput_1000_runs_x_10_steps", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let took = rt.block_on(run_batch(&handle, RUNS));
+                best.push((RUNS * STEPS) as f64 / took.as_secs_f64());
+                total += took;
+            }
+            total
+        })
+    });
+    group.finish();
+    best.sort_by(|a, b| a.total_cmp(b));
+    let median = best[best.len() / 2];
+    println!(
+        "engine throughput: {median:.0} steps/s median ({:.0} runs/s), best {:.0} steps/s \
+         [{RUNS} concurrent runs x {STEPS} steps, SQLite file, no-op executor, {} batches]",
+        median / STEPS as f64,
+        best.last().copied().unwrap_or(0.0),
+        best.len()
+    );
+    rt.block_on(engine.shutdown(Duration::from_secs(10))).expect("shutdown");
+}
+
+fn latency(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = rt.block_on(start(&dir));
+    let handle = engine.handle();
+    let mut samples = Vec::new();
+    let mut group = c.benchmark_group("engine");
+    group.sample_size(200).measurement_time(Duration::from_secs(5));
+    group.bench_function("latency_one_run_10_steps", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let took = rt.block_on(run_batch(&handle, 1));
+                samples.push(took);
+                total += took;
+            }
+            total
+        })
+    });
+    group.finish();
+    let n = samples.len();
+    println!(
+        "engine latency (one {STEPS}-step run alone, trigger to completion, SQLite file): \
+         p50 {} p99 {} over {n} runs",
+        human(quantile(&mut samples, 0.50)),
+        human(quantile(&mut samples, 0.99)),
+    );
+    rt.block_on(engine.shutdown(Duration::from_secs(10))).expect("shutdown");
+}
+
+criterion_group!(benches, throughput, latency);
+criterion_main!(benches);

@@ -1,0 +1,143 @@
+//! Group commit: a [`CommitBatch`] written in one transaction with a handful of multi-row
+//! statements.
+
+use cronflow_core::{CommitBatch, StoreError};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait, Value,
+};
+
+use crate::codec::{
+    EVENT_INSERT_ARITY, EVENT_INSERT_COLUMNS, encode_failure, micros, push_event, run_id_text,
+};
+use crate::error::{db, write};
+use crate::sql::{chunk_sizes, int, opt_text, placeholders, statement, text};
+
+/// What a statement of the batch does, for error messages and checks.
+enum Step {
+    /// Inserts new runs.
+    NewRuns,
+    /// Appends events.
+    Events,
+    /// Finishes these runs.
+    Finish(Vec<String>),
+}
+
+/// Writes `batch` atomically. An empty batch touches nothing.
+pub(crate) async fn commit(
+    conn: &DatabaseConnection,
+    batch: &CommitBatch,
+) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    // Encode everything before taking the write lock.
+    let steps = build(batch)?;
+    let options = TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    };
+    let txn = conn.begin_with_options(options).await.map_err(|e| db("beginning a commit", e))?;
+    match run_steps(&txn, steps).await {
+        Ok(()) => txn.commit().await.map_err(|e| db("committing a batch", e)),
+        Err(err) => {
+            if let Err(e) = txn.rollback().await {
+                tracing::warn!(error = %e, "rolling back a failed commit failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn run_steps(
+    txn: &DatabaseTransaction,
+    steps: Vec<(Step, Statement)>,
+) -> Result<(), StoreError> {
+    for (step, stmt) in steps {
+        let context = match &step {
+            Step::NewRuns => "inserting new runs",
+            Step::Events => "appending events",
+            Step::Finish(_) => "finishing runs",
+        };
+        let done = txn.execute_raw(stmt).await.map_err(|e| write(context, e))?;
+        if let Step::Finish(ids) = step
+            && done.rows_affected() != ids.len() as u64
+        {
+            // Like `MemoryStore`, finishing an unknown run is not an error: the batch's
+            // events are what must be recorded exactly once.
+            tracing::warn!(
+                runs = %ids.join(", "),
+                updated = done.rows_affected(),
+                "some finished runs of a batch are not stored runs"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The statements writing `batch`, in order: new runs, events, finished runs.
+fn build(batch: &CommitBatch) -> Result<Vec<(Step, Statement)>, StoreError> {
+    let mut steps = Vec::new();
+
+    const RUN_ARITY: usize = 6;
+    let mut runs = batch.new_runs.iter();
+    for size in chunk_sizes(batch.new_runs.len()) {
+        let mut values: Vec<Value> = Vec::with_capacity(size * RUN_ARITY);
+        for run in runs.by_ref().take(size) {
+            values.extend([
+                text(run_id_text(run.id)),
+                text(run.workflow_id.as_str()),
+                int(i64::from(run.revision)),
+                text("running"),
+                text(run.payload.as_str()),
+                int(micros(run.created_at)),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO runs (id, workflow_id, revision, status, payload, created_at) VALUES {}",
+            placeholders(size, RUN_ARITY)
+        );
+        steps.push((Step::NewRuns, statement(sql, values)));
+    }
+
+    let mut events = batch.events.iter();
+    for size in chunk_sizes(batch.events.len()) {
+        let mut values: Vec<Value> = Vec::with_capacity(size * EVENT_INSERT_ARITY);
+        for (run, event) in events.by_ref().take(size) {
+            push_event(&mut values, run_id_text(*run), event)?;
+        }
+        let sql = format!(
+            "INSERT INTO run_events ({EVENT_INSERT_COLUMNS}) VALUES {}",
+            placeholders(size, EVENT_INSERT_ARITY)
+        );
+        steps.push((Step::Events, statement(sql, values)));
+    }
+
+    const FINISH_ARITY: usize = 5;
+    let mut finished = batch.finished.iter();
+    for size in chunk_sizes(batch.finished.len()) {
+        let mut values: Vec<Value> = Vec::with_capacity(size * FINISH_ARITY);
+        let mut ids = Vec::with_capacity(size);
+        for run in finished.by_ref().take(size) {
+            let id = run_id_text(run.id);
+            let failure = run.failure.as_ref().map(|f| encode_failure(f, &id)).transpose()?;
+            values.extend([
+                text(id.as_str()),
+                text(run.status.as_str()),
+                opt_text(run.output.as_ref().map(|o| o.as_str())),
+                opt_text(failure),
+                int(micros(run.finished_at)),
+            ]);
+            ids.push(id);
+        }
+        let sql = format!(
+            "WITH v (id, status, output, failure, finished_at) AS (VALUES {}) \
+             UPDATE runs SET status = v.status, output = v.output, failure = v.failure, \
+             finished_at = v.finished_at \
+             FROM v WHERE runs.id = v.id",
+            placeholders(size, FINISH_ARITY)
+        );
+        steps.push((Step::Finish(ids), statement(sql, values)));
+    }
+    Ok(steps)
+}

@@ -1,0 +1,117 @@
+//! Queries: runs, histories, the active runs to recover, run listings.
+
+use std::collections::HashMap;
+
+use cronflow_core::{RecordedEvent, RunId, RunQuery, RunRecord, StoreError, StoredRun};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
+
+use crate::codec::{EVENT_COLUMNS, RUN_COLUMNS, decode_event_row, decode_run, get, run_id_text};
+use crate::error::db;
+use crate::sql::{int, statement, text};
+
+/// Default of [`RunQuery::limit`].
+const DEFAULT_LIMIT: u32 = 100;
+
+/// Every running run with its history, read in one snapshot with two queries.
+pub(crate) async fn active_runs(conn: &DatabaseConnection) -> Result<Vec<StoredRun>, StoreError> {
+    // One read transaction, so that both queries see the same snapshot.
+    let txn = conn.begin().await.map_err(|e| db("beginning to read active runs", e))?;
+    let runs_sql =
+        format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY created_at, id");
+    let run_rows = txn
+        .query_all_raw(statement(runs_sql, vec![]))
+        .await
+        .map_err(|e| db("reading active runs", e))?;
+    let events_sql = format!(
+        "SELECT run_id, {EVENT_COLUMNS} FROM run_events \
+         WHERE run_id IN (SELECT id FROM runs WHERE status = 'running') \
+         ORDER BY run_id, seq"
+    );
+    let event_rows = txn
+        .query_all_raw(statement(events_sql, vec![]))
+        .await
+        .map_err(|e| db("reading the histories of active runs", e))?;
+    txn.commit().await.map_err(|e| db("ending the read of active runs", e))?;
+
+    let mut out = Vec::with_capacity(run_rows.len());
+    let mut index: HashMap<RunId, usize> = HashMap::with_capacity(run_rows.len());
+    for row in &run_rows {
+        let run = decode_run(row)?;
+        index.insert(run.id, out.len());
+        out.push(StoredRun { run, events: Vec::new() });
+    }
+    // Rows come grouped by run: look each run up once per group.
+    let mut current: Option<(String, usize)> = None;
+    for row in &event_rows {
+        let run_text: String = get(row, 0, || "event row".to_owned())?;
+        let slot = match &current {
+            Some((text, slot)) if *text == run_text => *slot,
+            _ => {
+                let id = crate::codec::parse_run_id(&run_text)?;
+                let Some(&slot) = index.get(&id) else {
+                    return Err(StoreError::Corrupt(format!(
+                        "events of run {run_text} were read but the run was not"
+                    )));
+                };
+                current = Some((run_text.clone(), slot));
+                slot
+            }
+        };
+        out[slot].events.push(decode_event_row(row, 1, &run_text)?);
+    }
+    Ok(out)
+}
+
+/// One run's record.
+pub(crate) async fn run(
+    conn: &DatabaseConnection,
+    id: RunId,
+) -> Result<Option<RunRecord>, StoreError> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?");
+    let row = conn
+        .query_one_raw(statement(sql, vec![text(run_id_text(id))]))
+        .await
+        .map_err(|e| db(&format!("reading run {id}"), e))?;
+    row.as_ref().map(decode_run).transpose()
+}
+
+/// One run's history, in order.
+pub(crate) async fn run_events(
+    conn: &DatabaseConnection,
+    id: RunId,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id = ? ORDER BY seq");
+    let id_text = run_id_text(id);
+    let rows = conn
+        .query_all_raw(statement(sql, vec![text(id_text.as_str())]))
+        .await
+        .map_err(|e| db(&format!("reading the history of run {id}"), e))?;
+    rows.iter().map(|row| decode_event_row(row, 0, &id_text)).collect()
+}
+
+/// Runs matching `query`, newest first.
+pub(crate) async fn list_runs(
+    conn: &DatabaseConnection,
+    query: &RunQuery,
+) -> Result<Vec<RunRecord>, StoreError> {
+    let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs");
+    let mut values: Vec<Value> = Vec::with_capacity(3);
+    let mut conditions = Vec::with_capacity(2);
+    if let Some(workflow) = &query.workflow_id {
+        conditions.push("workflow_id = ?");
+        values.push(text(workflow.as_str()));
+    }
+    if let Some(status) = query.status {
+        conditions.push("status = ?");
+        values.push(text(status.as_str()));
+    }
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+    values.push(int(i64::from(query.limit.unwrap_or(DEFAULT_LIMIT))));
+    let rows =
+        conn.query_all_raw(statement(sql, values)).await.map_err(|e| db("listing runs", e))?;
+    rows.iter().map(decode_run).collect()
+}

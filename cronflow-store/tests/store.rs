@@ -1,0 +1,281 @@
+//! The `Store` contract on `SqliteStore`, each test run on a file store and an in-memory one.
+
+mod common;
+
+use std::future::Future;
+
+use common::{completed, def, event, events, json, new_run, start, t};
+use cronflow_core::{
+    CommitBatch, FailureKind, FinishedRun, RecordedEvent, RunEvent, RunFailure, RunQuery,
+    RunRecord, RunStatus, Store, StoreError, TaskError, TaskKey,
+};
+use cronflow_store::SqliteStore;
+
+/// Runs `check` on a store in a fresh file, then on a fresh in-memory store.
+async fn on_both<F, Fut>(check: F)
+where
+    F: Fn(SqliteStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    check(SqliteStore::open(dir.path().join("store.db")).await.unwrap()).await;
+    check(SqliteStore::open_in_memory().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn workflow_revisions() {
+    on_both(|store| async move {
+        let v1 = def("orders", &["a", "b"]);
+        assert_eq!(store.save_workflow(&v1).await.unwrap(), 1);
+        assert_eq!(store.save_workflow(&v1).await.unwrap(), 1, "same definition, same revision");
+        let v2 = def("orders", &["a", "b", "c"]);
+        assert_eq!(store.save_workflow(&v2).await.unwrap(), 2);
+        assert_eq!(store.save_workflow(&v2).await.unwrap(), 2);
+        assert_eq!(store.save_workflow(&v1).await.unwrap(), 3, "going back is a new revision");
+        assert_eq!(store.save_workflow(&def("other", &["x"])).await.unwrap(), 1);
+
+        assert_eq!(store.load_workflow("orders", 1).await.unwrap(), Some(v1.clone()));
+        assert_eq!(store.load_workflow("orders", 2).await.unwrap(), Some(v2));
+        assert_eq!(store.load_workflow("orders", 3).await.unwrap(), Some(v1));
+        assert_eq!(store.load_workflow("orders", 4).await.unwrap(), None);
+        assert_eq!(store.load_workflow("nope", 1).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn commit_then_read_back_exactly() {
+    on_both(|store| async move {
+        let run = new_run("orders", 5);
+        let mut batch = start(&run, 3);
+        let error = TaskError {
+            name: "TypeError".into(),
+            message: "x is undefined".into(),
+            stack: Some("at line 1".into()),
+            code: None,
+            retryable: true,
+        };
+        batch.events.push((
+            run.id,
+            RecordedEvent {
+                seq: 3,
+                at: t(3_500),
+                event: RunEvent::TaskFailed {
+                    task: TaskKey::new("check#0"),
+                    attempt: 2,
+                    started_at: t(3_100),
+                    error,
+                    retry_at: Some(t(9_000)),
+                },
+            },
+        ));
+        store.commit(&batch).await.unwrap();
+
+        let expected: Vec<RecordedEvent> = batch.events.iter().map(|(_, e)| e.clone()).collect();
+        let read = store.run_events(run.id).await.unwrap();
+        assert_eq!(read, expected);
+        // Raw JSON text comes back byte for byte.
+        match &read[1].event {
+            RunEvent::TaskSucceeded { output, .. } => {
+                assert_eq!(output.as_str(), r#"{"n": 1, "text": "out 1"}"#)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let record = store.run(run.id).await.unwrap().unwrap();
+        assert_eq!(
+            record,
+            RunRecord {
+                id: run.id,
+                workflow_id: "orders".into(),
+                revision: 1,
+                status: RunStatus::Running,
+                payload: run.payload.clone(),
+                output: None,
+                failure: None,
+                created_at: t(5),
+                finished_at: None,
+            }
+        );
+        assert_eq!(record.payload.as_str(), r#"{"order": 42, "items": [1, 2.50]}"#);
+
+        // Append the end and finish the run in a later batch.
+        let done = RecordedEvent {
+            seq: 4,
+            at: t(10_000),
+            event: RunEvent::RunCompleted { output: json(r#"[ "done" ]"#) },
+        };
+        let finish = CommitBatch {
+            new_runs: vec![],
+            events: vec![(run.id, done.clone())],
+            finished: vec![completed(run.id, r#"[ "done" ]"#, 10_000)],
+        };
+        store.commit(&finish).await.unwrap();
+        let record = store.run(run.id).await.unwrap().unwrap();
+        assert_eq!(record.status, RunStatus::Completed);
+        assert_eq!(record.output.unwrap().as_str(), r#"[ "done" ]"#);
+        assert_eq!(record.finished_at, Some(t(10_000)));
+        assert_eq!(store.run_events(run.id).await.unwrap().last(), Some(&done));
+
+        assert_eq!(store.run(cronflow_core::RunId::new()).await.unwrap(), None);
+        assert!(store.run_events(cronflow_core::RunId::new()).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_run_can_start_and_fail_in_one_batch() {
+    on_both(|store| async move {
+        let run = new_run("orders", 1);
+        let failure = RunFailure {
+            kind: FailureKind::RunTimedOut,
+            message: "the run timed out".into(),
+            task: None,
+            error: None,
+        };
+        let mut batch = start(&run, 1);
+        batch.events.push((
+            run.id,
+            RecordedEvent {
+                seq: 1,
+                at: t(2),
+                event: RunEvent::RunFailed { failure: failure.clone() },
+            },
+        ));
+        batch.finished.push(FinishedRun {
+            id: run.id,
+            status: RunStatus::Failed,
+            output: None,
+            failure: Some(failure.clone()),
+            finished_at: t(2),
+        });
+        store.commit(&batch).await.unwrap();
+        let record = store.run(run.id).await.unwrap().unwrap();
+        assert_eq!(record.status, RunStatus::Failed);
+        assert_eq!(record.failure, Some(failure));
+        assert_eq!(record.output, None);
+        assert_eq!(store.run_events(run.id).await.unwrap().len(), 2);
+        assert!(store.active_runs().await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn duplicate_seq_fails_the_whole_batch() {
+    on_both(|store| async move {
+        let first = new_run("orders", 1);
+        store.commit(&start(&first, 3)).await.unwrap();
+
+        let second = new_run("orders", 2);
+        let mut batch = start(&second, 2);
+        batch.events.push((first.id, event(3)));
+        batch.events.push((first.id, event(2))); // already stored
+        batch.finished.push(completed(first.id, "1", 50));
+        let err = store.commit(&batch).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+        assert_eq!(store.run(second.id).await.unwrap(), None, "new run rolled back");
+        assert!(store.run_events(second.id).await.unwrap().is_empty());
+        assert_eq!(store.run_events(first.id).await.unwrap().len(), 3, "seq 3 rolled back");
+        assert_eq!(store.run(first.id).await.unwrap().unwrap().status, RunStatus::Running);
+
+        // A duplicate within one batch, and a duplicate run id, conflict too.
+        let third = new_run("orders", 3);
+        let mut batch = start(&third, 2);
+        batch.events.push((third.id, event(1)));
+        assert!(matches!(store.commit(&batch).await, Err(StoreError::Conflict(_))));
+        assert_eq!(store.run(third.id).await.unwrap(), None);
+        assert!(matches!(store.commit(&start(&first, 0)).await, Err(StoreError::Conflict(_))));
+
+        // The store is still usable afterwards.
+        store.commit(&start(&second, 2)).await.unwrap();
+        assert_eq!(store.run_events(second.id).await.unwrap().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn empty_batch_is_a_no_op() {
+    on_both(|store| async move {
+        store.commit(&CommitBatch::default()).await.unwrap();
+        assert!(store.list_runs(&RunQuery::default()).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn active_runs_are_running_runs_with_ordered_histories() {
+    on_both(|store| async move {
+        let a = new_run("orders", 1);
+        let b = new_run("orders", 2);
+        let c = new_run("billing", 3);
+        // Interleave the runs' events in the batch.
+        let mut batch = CommitBatch {
+            new_runs: vec![a.clone(), b.clone(), c.clone()],
+            ..CommitBatch::default()
+        };
+        for seq in 0..3 {
+            for run in [&a, &b, &c] {
+                batch.events.push((run.id, event(seq)));
+            }
+        }
+        store.commit(&batch).await.unwrap();
+        let more = CommitBatch {
+            new_runs: vec![],
+            events: [events(c.id, 3, 4), events(a.id, 3, 1)].concat(),
+            finished: vec![completed(b.id, "null", 99)],
+        };
+        store.commit(&more).await.unwrap();
+
+        let active = store.active_runs().await.unwrap();
+        let ids: Vec<_> = active.iter().map(|r| r.run.id).collect();
+        assert_eq!(ids, vec![a.id, c.id]);
+        let expected = |n: u32| (0..n).map(event).collect::<Vec<_>>();
+        assert_eq!(active[0].events, expected(4));
+        assert_eq!(active[1].events, expected(7));
+        assert_eq!(active[0].run, store.run(a.id).await.unwrap().unwrap());
+        assert!(active.iter().all(|r| r.run.status == RunStatus::Running));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn list_runs_filters_newest_first() {
+    on_both(|store| async move {
+        let mut batch = CommitBatch::default();
+        for i in 0..120 {
+            batch.new_runs.push(new_run(if i % 4 == 0 { "billing" } else { "orders" }, i));
+        }
+        for run in batch.new_runs.iter().filter(|r| r.created_at > t(100)) {
+            batch.finished.push(completed(run.id, "true", 500));
+        }
+        let runs = batch.new_runs.clone();
+        store.commit(&batch).await.unwrap();
+
+        let all = store.list_runs(&RunQuery::default()).await.unwrap();
+        assert_eq!(all.len(), 100, "default limit");
+        assert_eq!(all[0].id, runs[119].id, "newest first");
+        assert!(all.windows(2).all(|w| w[0].created_at > w[1].created_at));
+
+        let billing = RunQuery { workflow_id: Some("billing".into()), ..RunQuery::default() };
+        let found = store.list_runs(&billing).await.unwrap();
+        assert_eq!(found.len(), 30);
+        assert!(found.iter().all(|r| r.workflow_id == "billing"));
+
+        let done = RunQuery { status: Some(RunStatus::Completed), ..RunQuery::default() };
+        assert_eq!(store.list_runs(&done).await.unwrap().len(), 19);
+
+        let both = RunQuery {
+            workflow_id: Some("orders".into()),
+            status: Some(RunStatus::Running),
+            limit: Some(5),
+        };
+        let found = store.list_runs(&both).await.unwrap();
+        assert_eq!(found.len(), 5);
+        assert!(found.iter().all(|r| r.workflow_id == "orders" && r.status == RunStatus::Running));
+        assert_eq!(found[0].created_at, t(99));
+
+        let none = RunQuery { status: Some(RunStatus::Cancelled), ..RunQuery::default() };
+        assert!(store.list_runs(&none).await.unwrap().is_empty());
+    })
+    .await;
+}

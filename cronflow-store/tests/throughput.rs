@@ -1,0 +1,109 @@
+//! How long a large group commit takes (printed, not asserted).
+
+mod common;
+
+use std::time::Instant;
+
+use common::{completed, events, new_run};
+use cronflow_core::{CommitBatch, Store};
+use cronflow_store::SqliteStore;
+
+const RUNS: usize = 1_000;
+
+/// Bytes this process has passed to `write` calls so far (Linux only).
+fn bytes_written() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines().find_map(|l| l.strip_prefix("wchar:")).and_then(|v| v.trim().parse().ok())
+}
+const EVENTS_PER_RUN: u32 = 12;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commit_1000_runs_of_12_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("bench.db")).await.unwrap();
+
+    let runs: Vec<_> = (0..RUNS).map(|i| new_run("orders", i as i64)).collect();
+    let batch = CommitBatch {
+        new_runs: runs.clone(),
+        events: runs.iter().flat_map(|r| events(r.id, 0, EVENTS_PER_RUN)).collect(),
+        finished: runs.iter().map(|r| completed(r.id, r#"{"ok": true}"#, 1_000_000)).collect(),
+    };
+    let started = Instant::now();
+    store.commit(&batch).await.unwrap();
+    let elapsed = started.elapsed();
+    let n = batch.events.len();
+    println!(
+        "one batch: {RUNS} runs x {EVENTS_PER_RUN} events ({n} events, {RUNS} finished) \
+         committed in {elapsed:?} ({:.0} events/s)",
+        n as f64 / elapsed.as_secs_f64()
+    );
+
+    // The same volume as the engine would write it: many smaller group commits.
+    let runs: Vec<_> = (0..RUNS).map(|i| new_run("orders", i as i64)).collect();
+    let started = Instant::now();
+    for chunk in runs.chunks(50) {
+        for seq in 0..EVENTS_PER_RUN {
+            let batch = CommitBatch {
+                new_runs: if seq == 0 { chunk.to_vec() } else { vec![] },
+                events: chunk.iter().flat_map(|r| events(r.id, seq, 1)).collect(),
+                finished: if seq == EVENTS_PER_RUN - 1 {
+                    chunk.iter().map(|r| completed(r.id, "1", 2_000_000)).collect()
+                } else {
+                    vec![]
+                },
+            };
+            store.commit(&batch).await.unwrap();
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{} batches of 50 events: {n} events committed in {elapsed:?} ({:.0} events/s)",
+        n / 50,
+        n as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(store.active_runs().await.unwrap().len(), 0);
+
+    // The engine's steady state: many runs in flight, each batch appending one event to each
+    // of 100 different runs (the worst case for a log clustered by run).
+    let runs: Vec<_> = (0..RUNS).map(|i| new_run("orders", i as i64)).collect();
+    store
+        .commit(&CommitBatch {
+            new_runs: runs.clone(),
+            events: runs.iter().flat_map(|r| events(r.id, 0, 1)).collect(),
+            finished: vec![],
+        })
+        .await
+        .unwrap();
+    let written_before = bytes_written();
+    let started = Instant::now();
+    let mut commits = 0;
+    for seq in 1..EVENTS_PER_RUN {
+        for chunk in runs.chunks(100) {
+            let batch = CommitBatch {
+                new_runs: vec![],
+                events: chunk.iter().flat_map(|r| events(r.id, seq, 1)).collect(),
+                finished: if seq == EVENTS_PER_RUN - 1 {
+                    chunk.iter().map(|r| completed(r.id, "1", 2_000_000)).collect()
+                } else {
+                    vec![]
+                },
+            };
+            store.commit(&batch).await.unwrap();
+            commits += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let n = RUNS * (EVENTS_PER_RUN as usize - 1);
+    if let (Some(before), Some(after)) = (written_before, bytes_written()) {
+        println!(
+            "  {} KiB written per commit (WAL and checkpoints)",
+            (after - before) / 1024 / commits
+        );
+    }
+    println!(
+        "{commits} batches of 100 events over {RUNS} runs in flight: {n} events committed in \
+         {elapsed:?} ({:.0} events/s)",
+        n as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(store.active_runs().await.unwrap().len(), 0);
+}
