@@ -63,6 +63,10 @@ fn throughput(c: &mut Criterion) {
         })
     });
     group.finish();
+    rt.block_on(engine.shutdown(Duration::from_secs(10))).expect("shutdown");
+    if best.is_empty() {
+        return; // filtered out on the command line
+    }
     best.sort_by(|a, b| a.total_cmp(b));
     let median = best[best.len() / 2];
     println!(
@@ -72,7 +76,6 @@ fn throughput(c: &mut Criterion) {
         best.last().copied().unwrap_or(0.0),
         best.len()
     );
-    rt.block_on(engine.shutdown(Duration::from_secs(10))).expect("shutdown");
 }
 
 fn latency(c: &mut Criterion) {
@@ -95,14 +98,17 @@ fn latency(c: &mut Criterion) {
         })
     });
     group.finish();
+    rt.block_on(engine.shutdown(Duration::from_secs(10))).expect("shutdown");
     let n = samples.len();
+    if n == 0 {
+        return; // filtered out on the command line
+    }
     println!(
         "engine latency (one {STEPS}-step run alone, trigger to completion, SQLite file): \
          p50 {} p99 {} over {n} runs",
         human(quantile(&mut samples, 0.50)),
         human(quantile(&mut samples, 0.99)),
     );
-    rt.block_on(engine.shutdown(Duration::from_secs(10))).expect("shutdown");
 }
 
 criterion_group!(benches, throughput, latency);

@@ -17,6 +17,9 @@ use crate::sql::{int, opt_int, opt_text, text};
 pub(crate) const RUN_COLUMNS: &str =
     "id, workflow_id, revision, status, payload, output, failure, created_at, finished_at";
 
+/// Number of [`RUN_COLUMNS`].
+pub(crate) const RUN_COLUMN_COUNT: usize = 9;
+
 /// The `run_events` columns written per event, in order.
 pub(crate) const EVENT_INSERT_COLUMNS: &str = "run_id, seq, at, kind, task, attempt, data";
 
@@ -90,6 +93,17 @@ pub(crate) fn push_event(
         text(data),
     ]);
     Ok(())
+}
+
+/// Whether `event` is stored as the run row rather than in `run_events`: the `run_started`
+/// event at seq 0, whose time is the run's `created_at`.
+pub(crate) fn is_run_row_event(event: &RecordedEvent) -> bool {
+    event.seq == 0 && event.event == RunEvent::RunStarted
+}
+
+/// The `run_started` event of a run accepted at `created_at`.
+pub(crate) fn run_started(created_at: DateTime<Utc>) -> RecordedEvent {
+    RecordedEvent { seq: 0, at: created_at, event: RunEvent::RunStarted }
 }
 
 /// `task_succeeded` data, decoded without going through `RunEvent`'s internally tagged

@@ -3,12 +3,12 @@
 
 use cronflow_core::{CommitBatch, StoreError};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode, Statement,
-    TransactionOptions, TransactionTrait, Value,
+    ConnectionTrait, DatabaseConnection, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait, Value,
 };
 
 use crate::codec::{
-    EVENT_INSERT_ARITY, EVENT_INSERT_COLUMNS, encode_failure, micros, push_event, run_id_text,
+    self, EVENT_INSERT_ARITY, EVENT_INSERT_COLUMNS, encode_failure, micros, push_event, run_id_text,
 };
 use crate::error::{db, write};
 use crate::sql::{chunk_sizes, int, opt_text, placeholders, statement, text};
@@ -32,7 +32,13 @@ pub(crate) async fn commit(
         return Ok(());
     }
     // Encode everything before taking the write lock.
-    let steps = build(batch)?;
+    let mut steps = build(batch)?;
+    if steps.len() == 1 {
+        // One statement is atomic on its own in SQLite: skipping BEGIN and COMMIT saves two
+        // round trips to the database thread, which is most of a lone run's per-step latency.
+        let (step, stmt) = steps.remove(0);
+        return run_steps(conn, vec![(step, stmt)]).await;
+    }
     let options = TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..TransactionOptions::default()
@@ -50,7 +56,7 @@ pub(crate) async fn commit(
 }
 
 async fn run_steps(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     steps: Vec<(Step, Statement)>,
 ) -> Result<(), StoreError> {
     for (step, stmt) in steps {
@@ -100,8 +106,20 @@ fn build(batch: &CommitBatch) -> Result<Vec<(Step, Statement)>, StoreError> {
         steps.push((Step::NewRuns, statement(sql, values)));
     }
 
-    let mut events = batch.events.iter();
-    for size in chunk_sizes(batch.events.len()) {
+    // `run_started` (seq 0) is stored as the run row itself: one statement fewer for every
+    // new run, which makes accepting a run a single statement. Reads put it back.
+    let mut stored_events = Vec::with_capacity(batch.events.len());
+    for (run, event) in &batch.events {
+        if !codec::is_run_row_event(event) {
+            stored_events.push((run, event));
+        } else if !batch.new_runs.iter().any(|r| r.id == *run && r.created_at == event.at) {
+            return Err(StoreError::Conflict(format!(
+                "run {run}: run_started must be committed with its new run, at its created_at"
+            )));
+        }
+    }
+    let mut events = stored_events.into_iter();
+    for size in chunk_sizes(events.len()) {
         let mut values: Vec<Value> = Vec::with_capacity(size * EVENT_INSERT_ARITY);
         for (run, event) in events.by_ref().take(size) {
             push_event(&mut values, run_id_text(*run), event)?;

@@ -2,10 +2,13 @@
 
 use std::collections::HashMap;
 
-use cronflow_core::{RecordedEvent, RunId, RunQuery, RunRecord, StoreError, StoredRun};
+use cronflow_core::{RunId, RunQuery, RunRecord, RunReport, StoreError, StoredRun};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
 
-use crate::codec::{EVENT_COLUMNS, RUN_COLUMNS, decode_event_row, decode_run, get, run_id_text};
+use crate::codec::{
+    EVENT_COLUMNS, RUN_COLUMN_COUNT, RUN_COLUMNS, decode_event_row, decode_run, get, run_id_text,
+    run_started,
+};
 use crate::error::db;
 use crate::sql::{int, statement, text};
 
@@ -38,7 +41,8 @@ pub(crate) async fn active_runs(conn: &DatabaseConnection) -> Result<Vec<StoredR
     for row in &run_rows {
         let run = decode_run(row)?;
         index.insert(run.id, out.len());
-        out.push(StoredRun { run, events: Vec::new() });
+        let events = vec![run_started(run.created_at)];
+        out.push(StoredRun { run, events });
     }
     // Rows come grouped by run: look each run up once per group.
     let mut current: Option<(String, usize)> = None;
@@ -75,18 +79,32 @@ pub(crate) async fn run(
     row.as_ref().map(decode_run).transpose()
 }
 
-/// One run's history, in order.
-pub(crate) async fn run_events(
+/// One run's record and history, in one query.
+pub(crate) async fn run_report(
     conn: &DatabaseConnection,
     id: RunId,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id = ? ORDER BY seq");
+) -> Result<Option<RunReport>, StoreError> {
+    // No column name is shared by the two tables, so none needs a table prefix.
+    let sql = format!(
+        "SELECT {RUN_COLUMNS}, {EVENT_COLUMNS} FROM runs \
+         LEFT JOIN run_events ON run_events.run_id = runs.id WHERE runs.id = ? ORDER BY seq"
+    );
     let id_text = run_id_text(id);
     let rows = conn
         .query_all_raw(statement(sql, vec![text(id_text.as_str())]))
         .await
-        .map_err(|e| db(&format!("reading the history of run {id}"), e))?;
-    rows.iter().map(|row| decode_event_row(row, 0, &id_text)).collect()
+        .map_err(|e| db(&format!("reading run {id} and its history"), e))?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let run = decode_run(first)?;
+    let mut history = Vec::with_capacity(rows.len() + 1);
+    history.push(run_started(run.created_at));
+    for row in &rows {
+        let seq: Option<i64> = get(row, RUN_COLUMN_COUNT, || format!("run {id_text}: event"))?;
+        if seq.is_some() {
+            history.push(decode_event_row(row, RUN_COLUMN_COUNT, &id_text)?);
+        }
+    }
+    Ok(Some(RunReport { run, history }))
 }
 
 /// Runs matching `query`, newest first.

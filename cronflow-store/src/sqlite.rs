@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cronflow_core::{
-    CommitBatch, RecordedEvent, RunId, RunQuery, RunRecord, Store, StoreError, StoredRun,
-    WorkflowDef,
+    CommitBatch, RecordedEvent, RunId, RunQuery, RunRecord, RunReport, Store, StoreError,
+    StoredRun, WorkflowDef,
 };
 use sea_orm::sqlx::ConnectOptions as _;
 use sea_orm::sqlx::sqlite::{
@@ -183,7 +183,11 @@ impl Store for SqliteStore {
     }
 
     async fn run_events(&self, id: RunId) -> Result<Vec<RecordedEvent>, StoreError> {
-        read::run_events(&self.db, id).await
+        Ok(read::run_report(&self.db, id).await?.map(|r| r.history).unwrap_or_default())
+    }
+
+    async fn run_report(&self, id: RunId) -> Result<Option<RunReport>, StoreError> {
+        read::run_report(&self.db, id).await
     }
 
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {

@@ -55,11 +55,14 @@ async fn undecodable_events_name_the_run_and_seq() {
     assert_eq!(store.run_events(run).await.unwrap().len(), 3);
 
     // A kind column that disagrees with the data, and a value of the wrong type.
-    tamper(&path, "UPDATE run_events SET kind = 'run_cancelled' WHERE seq = 0".into()).await;
-    assert!(corrupt_message(store.run_events(run).await).contains("seq 0"));
-    tamper(&path, "UPDATE run_events SET kind = 'run_started', at = 'noon' WHERE seq = 0".into())
-        .await;
-    assert!(corrupt_message(store.run_events(run).await).contains("seq 0"));
+    tamper(&path, "UPDATE run_events SET kind = 'run_cancelled' WHERE seq = 2".into()).await;
+    assert!(corrupt_message(store.run_events(run).await).contains("seq 2"));
+    tamper(
+        &path,
+        "UPDATE run_events SET kind = 'task_succeeded', at = 'noon' WHERE seq = 2".into(),
+    )
+    .await;
+    assert!(corrupt_message(store.run_events(run).await).contains("seq 2"));
 }
 
 #[tokio::test]

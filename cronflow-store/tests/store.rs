@@ -215,7 +215,11 @@ async fn active_runs_are_running_runs_with_ordered_histories() {
         };
         for seq in 0..3 {
             for run in [&a, &b, &c] {
-                batch.events.push((run.id, event(seq)));
+                let mut e = event(seq);
+                if seq == 0 {
+                    e.at = run.created_at;
+                }
+                batch.events.push((run.id, e));
             }
         }
         store.commit(&batch).await.unwrap();
@@ -229,9 +233,13 @@ async fn active_runs_are_running_runs_with_ordered_histories() {
         let active = store.active_runs().await.unwrap();
         let ids: Vec<_> = active.iter().map(|r| r.run.id).collect();
         assert_eq!(ids, vec![a.id, c.id]);
-        let expected = |n: u32| (0..n).map(event).collect::<Vec<_>>();
-        assert_eq!(active[0].events, expected(4));
-        assert_eq!(active[1].events, expected(7));
+        let expected = |run: &cronflow_core::NewRun, n: u32| {
+            let mut events = (0..n).map(event).collect::<Vec<_>>();
+            events[0].at = run.created_at;
+            events
+        };
+        assert_eq!(active[0].events, expected(&a, 4));
+        assert_eq!(active[1].events, expected(&c, 7));
         assert_eq!(active[0].run, store.run(a.id).await.unwrap().unwrap());
         assert!(active.iter().all(|r| r.run.status == RunStatus::Running));
     })

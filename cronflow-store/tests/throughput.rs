@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{completed, events, new_run};
+use common::{completed, events, new_run, start};
 use cronflow_core::{CommitBatch, Store};
 use cronflow_store::SqliteStore;
 
@@ -25,7 +25,7 @@ async fn commit_1000_runs_of_12_events() {
     let runs: Vec<_> = (0..RUNS).map(|i| new_run("orders", i as i64)).collect();
     let batch = CommitBatch {
         new_runs: runs.clone(),
-        events: runs.iter().flat_map(|r| events(r.id, 0, EVENTS_PER_RUN)).collect(),
+        events: runs.iter().flat_map(|r| start(r, EVENTS_PER_RUN).events).collect(),
         finished: runs.iter().map(|r| completed(r.id, r#"{"ok": true}"#, 1_000_000)).collect(),
     };
     let started = Instant::now();
@@ -45,7 +45,11 @@ async fn commit_1000_runs_of_12_events() {
         for seq in 0..EVENTS_PER_RUN {
             let batch = CommitBatch {
                 new_runs: if seq == 0 { chunk.to_vec() } else { vec![] },
-                events: chunk.iter().flat_map(|r| events(r.id, seq, 1)).collect(),
+                events: if seq == 0 {
+                    chunk.iter().flat_map(|r| start(r, 1).events).collect()
+                } else {
+                    chunk.iter().flat_map(|r| events(r.id, seq, 1)).collect()
+                },
                 finished: if seq == EVENTS_PER_RUN - 1 {
                     chunk.iter().map(|r| completed(r.id, "1", 2_000_000)).collect()
                 } else {
@@ -69,7 +73,7 @@ async fn commit_1000_runs_of_12_events() {
     store
         .commit(&CommitBatch {
             new_runs: runs.clone(),
-            events: runs.iter().flat_map(|r| events(r.id, 0, 1)).collect(),
+            events: runs.iter().flat_map(|r| start(r, 1).events).collect(),
             finished: vec![],
         })
         .await
@@ -81,7 +85,11 @@ async fn commit_1000_runs_of_12_events() {
         for chunk in runs.chunks(100) {
             let batch = CommitBatch {
                 new_runs: vec![],
-                events: chunk.iter().flat_map(|r| events(r.id, seq, 1)).collect(),
+                events: if seq == 0 {
+                    chunk.iter().flat_map(|r| start(r, 1).events).collect()
+                } else {
+                    chunk.iter().flat_map(|r| events(r.id, seq, 1)).collect()
+                },
                 finished: if seq == EVENTS_PER_RUN - 1 {
                     chunk.iter().map(|r| completed(r.id, "1", 2_000_000)).collect()
                 } else {

@@ -98,9 +98,7 @@ impl EngineHandle {
 
     /// The run's record and full history as stored now.
     pub async fn report(&self, run_id: RunId) -> Result<RunReport, EngineError> {
-        let run = self.shared.store.run(run_id).await?.ok_or(EngineError::UnknownRun(run_id))?;
-        let history = self.shared.store.run_events(run_id).await?;
-        Ok(RunReport { run, history })
+        self.shared.store.run_report(run_id).await?.ok_or(EngineError::UnknownRun(run_id))
     }
 
     /// Runs matching `query`, newest first.

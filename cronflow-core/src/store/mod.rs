@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::StoreError;
-use crate::event::{RecordedEvent, RunFailure, RunRecord, RunStatus};
+use crate::event::{RecordedEvent, RunFailure, RunRecord, RunReport, RunStatus};
 use crate::id::RunId;
 use crate::json::Json;
 use crate::wdo::WorkflowDef;
@@ -27,6 +27,8 @@ pub use memory::MemoryStore;
 /// - The engine calls `commit` from one task at a time per engine instance, and batches many
 ///   runs' transitions into one call (group commit); implementations should write a batch
 ///   with a handful of multi-row statements, never a statement per event.
+/// - A run's first event is `run_started` (seq 0), committed in the same batch as the
+///   [`NewRun`] with `at == created_at`; a backend may store it as the run row itself.
 /// - Reads ([`Store::run`], [`Store::run_events`], [`Store::list_runs`]) may run concurrently
 ///   with `commit` and see only committed data.
 /// - A later multi-instance backend adds leases and fencing tokens; until then an engine
@@ -57,6 +59,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// One run's history, in order.
     async fn run_events(&self, id: RunId) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// One run's record and history together (what `wait` returns). The default reads both
+    /// with [`Store::run`] and [`Store::run_events`]; a backend may do it in one query.
+    async fn run_report(&self, id: RunId) -> Result<Option<RunReport>, StoreError> {
+        let Some(run) = self.run(id).await? else { return Ok(None) };
+        let history = self.run_events(id).await?;
+        Ok(Some(RunReport { run, history }))
+    }
 
     /// Runs matching `query`, newest first.
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;

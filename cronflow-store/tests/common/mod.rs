@@ -57,8 +57,13 @@ pub(crate) fn events(run: RunId, from: u32, count: u32) -> Vec<(RunId, RecordedE
 }
 
 /// A batch starting `run` with `count` events.
+/// Its `run_started` event carries the run's `created_at`, as the engine writes it.
 pub(crate) fn start(run: &NewRun, count: u32) -> CommitBatch {
-    CommitBatch { new_runs: vec![run.clone()], events: events(run.id, 0, count), finished: vec![] }
+    let mut events = events(run.id, 0, count);
+    if let Some((_, first)) = events.first_mut() {
+        first.at = run.created_at;
+    }
+    CommitBatch { new_runs: vec![run.clone()], events, finished: vec![] }
 }
 
 /// `run` completed with `output` at `t(at)`.
