@@ -115,6 +115,11 @@ pub enum EngineError {
         /// JSON path of the node naming it.
         path: String,
     },
+    /// The run is unfinished in the store but this engine is not executing it (it could not
+    /// be resumed at start: its definition is missing or its history does not replay; the
+    /// engine logged why).
+    #[error("run {0} is unfinished but not active in this engine (it could not be resumed)")]
+    RunNotActive(RunId),
     /// The run cannot be cancelled because it has already finished.
     #[error("run {0} has already finished")]
     RunFinished(RunId),

@@ -94,7 +94,7 @@ mod wdo;
 
 pub use duration::{format_duration, parse_duration};
 pub use engine::{
-    Clock, Engine, EngineBuilder, EngineHandle, ManualClock, NoExecutor, NoStore, SystemClock,
+    Clock, Engine, EngineBuilder, EngineHandle, NoExecutor, NoStore, SystemClock, TokioClock,
 };
 pub use error::{EngineError, StoreError, WdoError, WdoProblem};
 pub use event::{

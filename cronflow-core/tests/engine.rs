@@ -326,3 +326,66 @@ async fn shutdown_leaves_unfinished_runs_to_the_next_start() {
     assert_eq!(report.attempts("first"), 1);
     engine.shutdown(GRACE).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_hour_of_backoff_runs_in_virtual_time() {
+    let flow = Workflow::new("patient")
+        .step_with("call", |s| s.retry(RetryPolicy::fixed(3, Duration::from_secs(1800))))
+        .build()
+        .unwrap();
+    let mock = MockExecutor::new()
+        .on_attempt("call", 1, Err(TaskError::new("Unavailable", "503")))
+        .on_attempt("call", 2, Err(TaskError::new("Unavailable", "503")))
+        .on_attempt("call", 3, Ok(json!("finally")));
+    let engine = Engine::builder()
+        .store(MemoryStore::new())
+        .executor(mock.clone())
+        .workflow(flow)
+        .clock(cronflow_core::TokioClock::new())
+        .start()
+        .await
+        .unwrap();
+    let run = engine.handle().trigger("patient", json!(null)).await.unwrap();
+    let report = engine.handle().wait(run).await.unwrap();
+    assert_eq!(report.status(), RunStatus::Completed);
+    let calls = mock.calls_to("call");
+    assert_eq!(calls.len(), 3);
+    // Thirty (virtual) minutes between attempts, as the policy says.
+    assert!(calls[2].at - calls[1].at >= Duration::from_secs(1800));
+    let started = report.history.first().unwrap().at;
+    let finished = report.history.last().unwrap().at;
+    assert!((finished - started).num_seconds() >= 3600);
+    engine.shutdown(GRACE).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_run_that_cannot_be_resumed_is_reported_not_hidden() {
+    use cronflow_core::{CommitBatch, NewRun, RecordedEvent, RunId, Store};
+    let store = MemoryStore::new();
+    // A run of a workflow whose definition was never stored (say, a hand-edited database).
+    let run = RunId::new();
+    let now = chrono::Utc::now();
+    let batch = CommitBatch {
+        new_runs: vec![NewRun {
+            id: run,
+            workflow_id: "ghost".into(),
+            revision: 7,
+            payload: cronflow_core::Json::null(),
+            created_at: now,
+        }],
+        events: vec![(run, RecordedEvent { seq: 0, at: now, event: RunEvent::RunStarted })],
+        finished: vec![],
+    };
+    store.commit(&batch).await.unwrap();
+    let engine = Engine::builder()
+        .store(store)
+        .executor(MockExecutor::new())
+        .start()
+        .await
+        .expect("one bad run does not stop the engine");
+    let err = engine.handle().wait(run).await.unwrap_err();
+    assert!(matches!(err, EngineError::RunNotActive(r) if r == run), "{err}");
+    let err = engine.handle().cancel(run, None).await.unwrap_err();
+    assert!(matches!(err, EngineError::RunNotActive(_)), "{err}");
+    engine.shutdown(GRACE).await.unwrap();
+}

@@ -1,16 +1,13 @@
 //! [`Clock`]: where the engine reads the time, so tests can control it.
 
-use std::sync::Mutex;
-use std::time::Duration;
-
 use chrono::{DateTime, SubsecRound, Utc};
 
 /// The engine's source of wall-clock time.
 ///
 /// Every timestamp the engine records comes from here, truncated to whole microseconds
 /// (the precision the stores keep). Timers are slept on tokio's clock for the difference
-/// between a deadline and `now()`, so a test can pair a [`ManualClock`] with
-/// `tokio::time::pause()`.
+/// between a deadline and `now()`, so the clock must advance with tokio's: in tests under
+/// `tokio::time::pause()`, use [`TokioClock`].
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
@@ -26,38 +23,48 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to: for tests.
+/// Wall time that follows tokio's clock, for tests in virtual time.
+///
+/// It starts at the system time when created and then advances exactly as
+/// `tokio::time::Instant` does. Under `tokio::time::pause()` (or
+/// `#[tokio::test(start_paused = true)]`) tokio jumps over idle waits, so an engine built with
+/// this clock runs an hour of retry backoff in no real time, and its recorded timestamps agree
+/// with the timers it slept on.
 ///
 /// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
 /// use std::time::Duration;
-/// use cronflow_core::{Clock, ManualClock};
-/// let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
-/// clock.advance(Duration::from_secs(90));
-/// assert_eq!(clock.now().to_rfc3339(), "2026-01-01T00:01:30+00:00");
+/// use cronflow_core::{Clock, TokioClock};
+/// let clock = TokioClock::new();
+/// let before = clock.now();
+/// tokio::time::sleep(Duration::from_secs(3600)).await; // instant under a paused clock
+/// assert_eq!((clock.now() - before).num_seconds(), 3600);
+/// # }
 /// ```
-#[derive(Debug)]
-pub struct ManualClock(Mutex<DateTime<Utc>>);
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    wall: DateTime<Utc>,
+    origin: tokio::time::Instant,
+}
 
-impl ManualClock {
-    /// A clock standing at `start`.
-    pub fn new(start: DateTime<Utc>) -> Self {
-        Self(Mutex::new(start.trunc_subsecs(6)))
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, by: Duration) {
-        let mut now = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *now += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
-    }
-
-    /// Sets the clock (time must not go backwards while an engine uses it).
-    pub fn set(&self, to: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = to.trunc_subsecs(6);
+impl TokioClock {
+    /// A clock reading the system time now, advancing with tokio's clock from here on.
+    pub fn new() -> Self {
+        Self { wall: Utc::now().trunc_subsecs(6), origin: tokio::time::Instant::now() }
     }
 }
 
-impl Clock for ManualClock {
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        let elapsed =
+            chrono::Duration::from_std(self.origin.elapsed()).unwrap_or(chrono::Duration::MAX);
+        (self.wall + elapsed).trunc_subsecs(6)
     }
 }

@@ -74,12 +74,15 @@ impl EngineHandle {
     /// engine stops first (the run is resumed on the next start).
     pub async fn wait(&self, run_id: RunId) -> Result<RunReport, EngineError> {
         let (reply, answer) = oneshot::channel();
-        if self.send(Input::Watch { run_id, reply }).is_ok() {
-            // An error here means the engine stopped while the run was active.
-            answer.await.map_err(|_| EngineError::ShuttingDown)?;
-        }
+        // Answered when the run is not (or no longer) active; dropped if the engine stops.
+        let engine_running =
+            self.send(Input::Watch { run_id, reply }).is_ok() && answer.await.is_ok();
         let report = self.report(run_id).await?;
-        if report.run.status.is_terminal() { Ok(report) } else { Err(EngineError::ShuttingDown) }
+        match (report.run.status.is_terminal(), engine_running) {
+            (true, _) => Ok(report),
+            (false, true) => Err(EngineError::RunNotActive(run_id)),
+            (false, false) => Err(EngineError::ShuttingDown),
+        }
     }
 
     /// Cancels run `run_id`: in-flight tasks are aborted and the run ends as cancelled.
@@ -91,7 +94,7 @@ impl EngineHandle {
         }
         match self.shared.store.run(run_id).await? {
             Some(run) if run.status.is_terminal() => Err(EngineError::RunFinished(run_id)),
-            Some(_) => Err(EngineError::ShuttingDown),
+            Some(_) => Err(EngineError::RunNotActive(run_id)),
             None => Err(EngineError::UnknownRun(run_id)),
         }
     }

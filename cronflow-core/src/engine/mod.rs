@@ -14,7 +14,7 @@ mod driver;
 mod handle;
 mod registry;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::{EngineBuilder, NoExecutor, NoStore};
 pub use handle::EngineHandle;
 
