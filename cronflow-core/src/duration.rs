@@ -12,7 +12,11 @@ use serde::{Deserialize, Deserializer, Serializer};
 /// assert_eq!(cronflow_core::parse_duration("1m30s"), Ok(Duration::from_secs(90)));
 /// assert!(cronflow_core::parse_duration("soon").is_err());
 /// ```
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    parse(text).map_err(DurationError)
+}
+
+fn parse(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
         return Err("empty duration".into());
@@ -44,6 +48,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     Ok(total)
 }
+
+/// A duration string that [`parse_duration`] cannot read; the message says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DurationError(String);
 
 /// Formats a duration the way [`parse_duration`] reads it, choosing the largest exact unit.
 pub fn format_duration(d: Duration) -> String {
@@ -82,7 +91,7 @@ pub(crate) mod opt_duration {
         match Option::<Raw>::deserialize(d)? {
             None => Ok(None),
             Some(Raw::Millis(ms)) => Ok(Some(Duration::from_millis(ms))),
-            Some(Raw::Text(t)) => parse_duration(&t).map(Some).map_err(serde::de::Error::custom),
+            Some(Raw::Text(t)) => parse(&t).map(Some).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -96,8 +105,8 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
-        assert!(parse_duration("5").unwrap_err().contains("no unit"));
-        assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("5").unwrap_err().to_string().contains("no unit"));
+        assert!(parse_duration("5y").unwrap_err().to_string().contains("unknown unit"));
         assert!(parse_duration("-5s").is_err());
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");

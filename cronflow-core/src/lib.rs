@@ -92,7 +92,7 @@ mod store;
 mod task;
 mod wdo;
 
-pub use duration::{format_duration, parse_duration};
+pub use duration::{DurationError, format_duration, parse_duration};
 pub use engine::{
     Clock, Engine, EngineBuilder, EngineHandle, NoExecutor, NoStore, SystemClock, TokioClock,
 };
