@@ -36,7 +36,7 @@ pub(crate) enum Input {
         attempt: u32,
         result: Result<Json, TaskError>,
     },
-    /// Answered `true` if the run was active here and is now cancelled.
+    /// Answered `true`, once durable, if the run was active here and is now cancelled.
     Cancel {
         run_id: RunId,
         reason: Option<String>,
@@ -75,6 +75,8 @@ pub(crate) struct Driver {
     // Per-turn buffers, emptied by `finish_turn`.
     batch: CommitBatch,
     accepted: Vec<(RunId, oneshot::Sender<Result<RunId, EngineError>>)>,
+    /// Cancel requests answered once the cancellation is durable.
+    cancelled: Vec<oneshot::Sender<bool>>,
     finished: Vec<RunId>,
     shutdown: Option<Instant>,
 }
@@ -99,6 +101,7 @@ impl Driver {
             timers: BinaryHeap::new(),
             batch: CommitBatch::default(),
             accepted: Vec::new(),
+            cancelled: Vec::new(),
             finished: Vec::new(),
             shutdown: None,
         }
@@ -202,7 +205,7 @@ impl Driver {
                 };
                 let commands = run.machine.cancel(now, reason);
                 self.carry_out(run_id, commands);
-                let _ = reply.send(true);
+                self.cancelled.push(reply);
             }
             Input::Watch { run_id, reply } => match self.runs.get_mut(&run_id) {
                 Some(run) => run.watchers.push(reply),
@@ -311,6 +314,9 @@ impl Driver {
         }
         for (run_id, reply) in self.accepted.drain(..) {
             let _ = reply.send(Ok(run_id));
+        }
+        for reply in self.cancelled.drain(..) {
+            let _ = reply.send(true);
         }
         for run_id in self.finished.drain(..) {
             if let Some(run) = self.runs.remove(&run_id) {

@@ -86,6 +86,7 @@ impl EngineHandle {
     }
 
     /// Cancels run `run_id`: in-flight tasks are aborted and the run ends as cancelled.
+    /// Returns once the cancellation is durable.
     pub async fn cancel(&self, run_id: RunId, reason: Option<String>) -> Result<(), EngineError> {
         let (reply, answer) = oneshot::channel();
         self.send(Input::Cancel { run_id, reason, reply })?;
