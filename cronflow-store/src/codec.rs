@@ -1,5 +1,6 @@
-//! Conversions between rows and cronflow types: ids as hyphenated text, times as integer
-//! microseconds since the Unix epoch, JSON documents as their raw text.
+//! Conversions between rows and cronflow types, shared by the backends: times as integer
+//! microseconds since the Unix epoch, JSON documents as their raw text, run ids as the
+//! [`Dialect`] stores them (text in SQLite, `uuid` in PostgreSQL).
 //!
 //! Decoding never panics: a stored value that does not decode is a [`StoreError::Corrupt`]
 //! naming the run (and the event's `seq`).
@@ -11,6 +12,7 @@ use cronflow_core::{
 use sea_orm::{QueryResult, TryGetable, Value};
 use serde::Deserialize;
 
+use crate::dialect::Dialect;
 use crate::sql::{int, opt_int, opt_text, text};
 
 /// The `runs` columns [`decode_run`] reads, in order.
@@ -43,12 +45,7 @@ pub(crate) fn from_micros(
         .ok_or_else(|| StoreError::Corrupt(format!("{}: timestamp {us} is out of range", what())))
 }
 
-/// A run id as stored: its canonical hyphenated lower-case text.
-pub(crate) fn run_id_text(id: RunId) -> String {
-    id.as_uuid().hyphenated().to_string()
-}
-
-/// Parses a stored run id.
+/// Parses a run id stored as text.
 pub(crate) fn parse_run_id(text: &str) -> Result<RunId, StoreError> {
     text.parse().map_err(|e| StoreError::Corrupt(format!("run id `{text}` is not a UUID: {e}")))
 }
@@ -76,15 +73,16 @@ fn json(text: String, what: impl FnOnce() -> String) -> Result<Json, StoreError>
 /// Appends the values of one `run_events` row (see [`EVENT_INSERT_COLUMNS`]) to `values`.
 pub(crate) fn push_event(
     values: &mut Vec<Value>,
-    run_id: String,
+    dialect: Dialect,
+    run: RunId,
     event: &RecordedEvent,
 ) -> Result<(), StoreError> {
     let data = serde_json::to_string(&event.event).map_err(|e| {
-        StoreError::Database(format!("cannot encode event {} of run {run_id}: {e}", event.seq))
+        StoreError::Database(format!("cannot encode event {} of run {run}: {e}", event.seq))
     })?;
     let ev = &event.event;
     values.extend([
-        text(run_id),
+        dialect.run_id(run),
         int(i64::from(event.seq)),
         int(micros(event.at)),
         text(ev.kind()),
@@ -160,7 +158,7 @@ fn decode_event_data(kind: &str, data: &str) -> Result<RunEvent, String> {
 pub(crate) fn decode_event_row(
     row: &QueryResult,
     first: usize,
-    run: &str,
+    run: RunId,
 ) -> Result<RecordedEvent, StoreError> {
     let seq: i64 = get(row, first, || format!("run {run}: event"))?;
     let what = || format!("run {run}, event seq {seq}");
@@ -173,16 +171,15 @@ pub(crate) fn decode_event_row(
 }
 
 /// Encodes a run failure for the `failure` column.
-pub(crate) fn encode_failure(failure: &RunFailure, run: &str) -> Result<String, StoreError> {
+pub(crate) fn encode_failure(failure: &RunFailure, run: RunId) -> Result<String, StoreError> {
     serde_json::to_string(failure)
         .map_err(|e| StoreError::Database(format!("cannot encode the failure of run {run}: {e}")))
 }
 
 /// Decodes a row of the columns [`RUN_COLUMNS`].
-pub(crate) fn decode_run(row: &QueryResult) -> Result<RunRecord, StoreError> {
-    let id_text: String = get(row, 0, || "run row".to_owned())?;
-    let what = || format!("run {id_text}");
-    let id = parse_run_id(&id_text)?;
+pub(crate) fn decode_run(row: &QueryResult, dialect: Dialect) -> Result<RunRecord, StoreError> {
+    let id = dialect.get_run_id(row, 0)?;
+    let what = || format!("run {id}");
     let workflow_id: String = get(row, 1, what)?;
     let revision: i64 = get(row, 2, what)?;
     let status: String = get(row, 3, what)?;

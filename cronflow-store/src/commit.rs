@@ -1,17 +1,15 @@
 //! Group commit: a [`CommitBatch`] written in one transaction with a handful of multi-row
 //! statements.
 
-use cronflow_core::{CommitBatch, StoreError};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, SqliteTransactionMode, Statement, TransactionOptions,
-    TransactionTrait, Value,
-};
+use cronflow_core::{CommitBatch, RunId, StoreError};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
 
 use crate::codec::{
-    self, EVENT_INSERT_ARITY, EVENT_INSERT_COLUMNS, encode_failure, micros, push_event, run_id_text,
+    self, EVENT_INSERT_ARITY, EVENT_INSERT_COLUMNS, encode_failure, micros, push_event,
 };
+use crate::dialect::{Col, Dialect};
 use crate::error::{db, write};
-use crate::sql::{chunk_sizes, int, opt_text, placeholders, statement, text};
+use crate::sql::{chunk_sizes, int, opt_text, text};
 
 /// What a statement of the batch does, for error messages and checks.
 enum Step {
@@ -20,7 +18,7 @@ enum Step {
     /// Appends events.
     Events,
     /// Finishes these runs.
-    Finish(Vec<String>),
+    Finish(Vec<RunId>),
 }
 
 /// Writes `batch` atomically. An empty batch touches nothing.
@@ -31,19 +29,20 @@ pub(crate) async fn commit(
     if batch.is_empty() {
         return Ok(());
     }
+    let dialect = Dialect::of(conn);
     // Encode everything before taking the write lock.
-    let mut steps = build(batch)?;
+    let mut steps = build(batch, dialect)?;
     if steps.len() == 1 {
-        // One statement is atomic on its own in SQLite: skipping BEGIN and COMMIT saves two
-        // round trips to the database thread, which is most of a lone run's per-step latency.
+        // One statement is atomic on its own (in SQLite and in PostgreSQL): skipping BEGIN
+        // and COMMIT saves two round trips to the database, which is most of a lone run's
+        // per-step latency.
         let (step, stmt) = steps.remove(0);
         return run_steps(conn, vec![(step, stmt)]).await;
     }
-    let options = TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    };
-    let txn = conn.begin_with_options(options).await.map_err(|e| db("beginning a commit", e))?;
+    let txn = conn
+        .begin_with_options(dialect.write_transaction())
+        .await
+        .map_err(|e| db("beginning a commit", e))?;
     match run_steps(&txn, steps).await {
         Ok(()) => txn.commit().await.map_err(|e| db("committing a batch", e)),
         Err(err) => {
@@ -71,6 +70,7 @@ async fn run_steps(
         {
             // Like `MemoryStore`, finishing an unknown run is not an error: the batch's
             // events are what must be recorded exactly once.
+            let ids: Vec<String> = ids.iter().map(RunId::to_string).collect();
             tracing::warn!(
                 runs = %ids.join(", "),
                 updated = done.rows_affected(),
@@ -82,7 +82,7 @@ async fn run_steps(
 }
 
 /// The statements writing `batch`, in order: new runs, events, finished runs.
-fn build(batch: &CommitBatch) -> Result<Vec<(Step, Statement)>, StoreError> {
+fn build(batch: &CommitBatch, dialect: Dialect) -> Result<Vec<(Step, Statement)>, StoreError> {
     let mut steps = Vec::new();
 
     const RUN_ARITY: usize = 6;
@@ -91,7 +91,7 @@ fn build(batch: &CommitBatch) -> Result<Vec<(Step, Statement)>, StoreError> {
         let mut values: Vec<Value> = Vec::with_capacity(size * RUN_ARITY);
         for run in runs.by_ref().take(size) {
             values.extend([
-                text(run_id_text(run.id)),
+                dialect.run_id(run.id),
                 text(run.workflow_id.as_str()),
                 int(i64::from(run.revision)),
                 text("running"),
@@ -101,9 +101,9 @@ fn build(batch: &CommitBatch) -> Result<Vec<(Step, Statement)>, StoreError> {
         }
         let sql = format!(
             "INSERT INTO runs (id, workflow_id, revision, status, payload, created_at) VALUES {}",
-            placeholders(size, RUN_ARITY)
+            dialect.rows(size, RUN_ARITY)
         );
-        steps.push((Step::NewRuns, statement(sql, values)));
+        steps.push((Step::NewRuns, dialect.statement(sql, values)));
     }
 
     // `run_started` (seq 0) is stored as the run row itself: one statement fewer for every
@@ -122,40 +122,40 @@ fn build(batch: &CommitBatch) -> Result<Vec<(Step, Statement)>, StoreError> {
     for size in chunk_sizes(events.len()) {
         let mut values: Vec<Value> = Vec::with_capacity(size * EVENT_INSERT_ARITY);
         for (run, event) in events.by_ref().take(size) {
-            push_event(&mut values, run_id_text(*run), event)?;
+            push_event(&mut values, dialect, *run, event)?;
         }
         let sql = format!(
             "INSERT INTO run_events ({EVENT_INSERT_COLUMNS}) VALUES {}",
-            placeholders(size, EVENT_INSERT_ARITY)
+            dialect.rows(size, EVENT_INSERT_ARITY)
         );
-        steps.push((Step::Events, statement(sql, values)));
+        steps.push((Step::Events, dialect.statement(sql, values)));
     }
 
-    const FINISH_ARITY: usize = 5;
+    // The columns of the `VALUES` list: PostgreSQL needs their types spelled out.
+    const FINISH_COLUMNS: [Col; 5] = [Col::RunId, Col::Text, Col::Text, Col::Text, Col::Int];
     let mut finished = batch.finished.iter();
     for size in chunk_sizes(batch.finished.len()) {
-        let mut values: Vec<Value> = Vec::with_capacity(size * FINISH_ARITY);
+        let mut values: Vec<Value> = Vec::with_capacity(size * FINISH_COLUMNS.len());
         let mut ids = Vec::with_capacity(size);
         for run in finished.by_ref().take(size) {
-            let id = run_id_text(run.id);
-            let failure = run.failure.as_ref().map(|f| encode_failure(f, &id)).transpose()?;
+            let failure = run.failure.as_ref().map(|f| encode_failure(f, run.id)).transpose()?;
             values.extend([
-                text(id.as_str()),
+                dialect.run_id(run.id),
                 text(run.status.as_str()),
                 opt_text(run.output.as_ref().map(|o| o.as_str())),
                 opt_text(failure),
                 int(micros(run.finished_at)),
             ]);
-            ids.push(id);
+            ids.push(run.id);
         }
         let sql = format!(
             "WITH v (id, status, output, failure, finished_at) AS (VALUES {}) \
              UPDATE runs SET status = v.status, output = v.output, failure = v.failure, \
              finished_at = v.finished_at \
              FROM v WHERE runs.id = v.id",
-            placeholders(size, FINISH_ARITY)
+            dialect.typed_rows(size, &FINISH_COLUMNS)
         );
-        steps.push((Step::Finish(ids), statement(sql, values)));
+        steps.push((Step::Finish(ids), dialect.statement(sql, values)));
     }
     Ok(steps)
 }

@@ -3,17 +3,19 @@
 use cronflow_core::StoreError;
 use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
-/// A database error, with what the store was doing when it happened. SQLite reporting a
-/// damaged file is [`StoreError::Corrupt`].
+/// A database error, with what the store was doing when it happened. The database reporting
+/// damaged data (SQLite: a damaged file; PostgreSQL: `data_corrupted`, `index_corrupted`) is
+/// [`StoreError::Corrupt`].
 pub(crate) fn db(context: &str, err: DbErr) -> StoreError {
-    if sqlx_error(&err).is_some_and(is_not_a_database) {
+    if sqlx_error(&err).is_some_and(is_corruption) {
         StoreError::Corrupt(format!("{context}: {err}"))
     } else {
         StoreError::Database(format!("{context}: {err}"))
     }
 }
 
-/// Like [`db`], but a unique-constraint violation becomes [`StoreError::Conflict`].
+/// Like [`db`], but a unique-constraint violation (SQLite's constraint codes, PostgreSQL's
+/// SQLSTATE 23505) becomes [`StoreError::Conflict`].
 pub(crate) fn write(context: &str, err: DbErr) -> StoreError {
     match err.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(message)) => StoreError::Conflict(format!(
@@ -23,10 +25,30 @@ pub(crate) fn write(context: &str, err: DbErr) -> StoreError {
     }
 }
 
-/// The SQLite primary result code of a sqlx error, if it is a database error.
+/// Whether a sqlx error says that stored data is damaged.
+fn is_corruption(err: &sea_orm::sqlx::Error) -> bool {
+    #[cfg(feature = "sqlite")]
+    if is_not_a_database(err) {
+        return true;
+    }
+    #[cfg(feature = "postgres")]
+    if let sea_orm::sqlx::Error::Database(e) = err
+        && e.try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>().is_some()
+        && matches!(e.code().as_deref(), Some("XX001" | "XX002"))
+    {
+        return true;
+    }
+    let _ = err;
+    false
+}
+
+/// The SQLite primary result code of a sqlx error, if it is a SQLite error.
+#[cfg(feature = "sqlite")]
 pub(crate) fn sqlite_code(err: &sea_orm::sqlx::Error) -> Option<i32> {
     match err {
-        sea_orm::sqlx::Error::Database(e) => {
+        sea_orm::sqlx::Error::Database(e)
+            if e.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>().is_some() =>
+        {
             e.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff)
         }
         _ => None,
@@ -34,11 +56,14 @@ pub(crate) fn sqlite_code(err: &sea_orm::sqlx::Error) -> Option<i32> {
 }
 
 /// `SQLITE_CORRUPT`.
+#[cfg(feature = "sqlite")]
 pub(crate) const SQLITE_CORRUPT: i32 = 11;
 /// `SQLITE_NOTADB`.
+#[cfg(feature = "sqlite")]
 pub(crate) const SQLITE_NOTADB: i32 = 26;
 
 /// Whether a sqlx error says the file is not (or no longer) a readable SQLite database.
+#[cfg(feature = "sqlite")]
 pub(crate) fn is_not_a_database(err: &sea_orm::sqlx::Error) -> bool {
     matches!(sqlite_code(err), Some(SQLITE_CORRUPT | SQLITE_NOTADB))
 }

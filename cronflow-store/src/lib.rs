@@ -1,5 +1,6 @@
-//! The cronflow [`Store`](cronflow_core::Store) implemented with sea-orm over SQLite: the
-//! embedded default, in a file or in memory.
+//! The cronflow [`Store`](cronflow_core::Store) implemented with sea-orm over SQLite (the
+//! embedded default, in a file or in memory) and over PostgreSQL (a database server, which
+//! several engine instances will share).
 //!
 //! ```no_run
 //! use cronflow_core::{RunQuery, Store};
@@ -15,6 +16,23 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Backends and Cargo features
+//!
+//! | feature    | default | store            | database                            |
+//! |------------|---------|------------------|-------------------------------------|
+//! | `sqlite`   | on      | [`SqliteStore`]  | an embedded SQLite file, or memory  |
+//! | `postgres` | off     | `PostgresStore`  | PostgreSQL (tested on 15)           |
+//!
+//! ```toml
+//! # Both backends (choose one at run time):
+//! cronflow-store = { version = "0.1", features = ["postgres"] }
+//! # PostgreSQL only:
+//! cronflow-store = { version = "0.1", default-features = false, features = ["postgres"] }
+//! ```
+//!
+//! Both stores implement the same trait with the same semantics and guarantees, and the same
+//! test suite runs on both. At least one of the features must be enabled.
 //!
 //! # Opening a file
 //!
@@ -33,11 +51,48 @@
 //! SQLite header and then opened read-only; only then is it opened for writing (switching to
 //! WAL rewrites the header, so that must not happen to a file that is not ours).
 //!
+//! # Connecting to PostgreSQL
+//!
+//! ```no_run
+//! # #[cfg(feature = "postgres")]
+//! # async fn example() -> Result<(), cronflow_core::StoreError> {
+//! use cronflow_store::{PostgresOptions, PostgresStore};
+//!
+//! let store = PostgresStore::connect("postgres://cronflow:secret@db.internal/app").await?;
+//!
+//! // The tables in a schema of their own (it must exist), with a bigger pool:
+//! let url = "postgres://cronflow:secret@db.internal/app?options=-c%20search_path%3Dcronflow";
+//! let options = PostgresOptions::default().max_connections(16);
+//! let dedicated = PostgresStore::connect_with(url, options).await?;
+//! # let _ = (store, dedicated);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `PostgresStore::connect` takes a `postgres://` URL (the parameters sqlx accepts, such as
+//! `sslmode` and `options`), connects, and applies the migrations the database lacks, in the
+//! connection's current schema (the first existing schema of the `search_path`; `public` by
+//! default). It fails with
+//!
+//! - [`StoreError::Open`](cronflow_core::StoreError::Open) when the database cannot be
+//!   reached, does not answer within the connect timeout (10 s by default) or refuses the login;
+//! - [`StoreError::Incompatible`](cronflow_core::StoreError::Incompatible), changing nothing,
+//!   when the schema version is newer than this code knows, when the schema holds tables with
+//!   cronflow's names but no `cronflow_meta` (another application's), or when no schema of the
+//!   `search_path` exists.
+//!
+//! Either error names the URL **without its password**. Tables of other names in the schema
+//! (the host application's) are left alone.
+//!
 //! # Migrations
 //!
 //! In-house and tiny: `cronflow_meta(key, value)` holds `schema_version`, the number of
-//! migrations applied; the missing ones are applied in order in one `IMMEDIATE` transaction,
-//! so a failed migration leaves the schema as it was.
+//! migrations applied; the missing ones are applied in order in one transaction, so a failed
+//! migration leaves the schema as it was. SQLite takes the write lock at once (`IMMEDIATE`);
+//! PostgreSQL first takes a transaction-scoped advisory lock (`pg_advisory_xact_lock`) keyed
+//! by the schema, so that engine instances starting at once migrate one after the other and
+//! the later ones find the schema up to date. A version number means the same tables on both
+//! backends.
 //!
 //! # Schema (version 1)
 //!
@@ -58,7 +113,14 @@
 //! runs in flight, and clustering made each commit rewrite one large leaf page per run
 //! (measured: 2.8 times the bytes written per commit).
 //!
-//! - Run ids are stored as their hyphenated lower-case text.
+//! On PostgreSQL the tables and columns are the same, with PostgreSQL's types where natural:
+//! run ids (`runs.id`, `run_events.run_id`) are `UUID` (16 bytes rather than 36 characters, in
+//! the table and in its keys); the integers (`revision`, `seq`, `attempt`) are `BIGINT`;
+//! `run_events` has `PRIMARY KEY (run_id, seq)` (a heap table with a separate B-tree index, so
+//! nothing is clustered). JSON columns are `TEXT`, never `jsonb`, which would not keep the
+//! documents byte for byte.
+//!
+//! - Run ids are stored as their hyphenated lower-case text (SQLite) or as `UUID`s.
 //! - Times are integer microseconds since the Unix epoch: a time with sub-microsecond digits
 //!   comes back truncated to the microsecond (the engine only produces whole microseconds).
 //! - `definition` is the serde JSON of the `WorkflowDef`; `payload` and `output` are the raw
@@ -72,36 +134,70 @@
 //!
 //! # Guarantees
 //!
+//! On both backends:
+//!
 //! - [`Store::commit`](cronflow_core::Store::commit) writes a batch in one transaction with
 //!   multi-row statements (new runs, events, and one
 //!   `WITH v (...) AS (VALUES ...) UPDATE runs ... FROM v` for the finished runs; at most 128
 //!   rows per statement), never a statement per event. A batch of a single statement, such
 //!   as one step's event, runs without `BEGIN`/`COMMIT`: one statement is atomic on its own,
-//!   and each round trip to the database thread costs about 70 µs. A duplicate `(run_id, seq)` or run id
+//!   and each round trip to the database costs about 70 µs (SQLite's thread) or more (a
+//!   server). A duplicate `(run_id, seq)` or run id
 //!   fails the whole batch with [`StoreError::Conflict`](cronflow_core::StoreError::Conflict)
-//!   and stores nothing. (Like `MemoryStore`, finishing a run that is not stored is not an
+//!   and stores nothing, whether the first copy came from this store or from another one on
+//!   the same database. (Like `MemoryStore`, finishing a run that is not stored is not an
 //!   error; unlike it, gaps in a run's `seq` are not checked.)
-//!   With WAL and `synchronous=NORMAL` a committed batch survives a crash of the process;
-//!   [`SqliteOptions::synchronous_full`] extends that to power loss.
 //! - [`Store::active_runs`](cronflow_core::Store::active_runs) reads all running runs and
-//!   their histories in one snapshot with two queries.
+//!   their histories in one snapshot with two queries (on PostgreSQL in a
+//!   `REPEATABLE READ READ ONLY` transaction).
+//! - Saving a workflow definition picks its revision under a lock (SQLite's write lock, a
+//!   PostgreSQL advisory lock on the workflow id), so stores saving the same definition at
+//!   once agree on its revision.
 //! - Stored data that does not decode is reported as
 //!   [`StoreError::Corrupt`](cronflow_core::StoreError::Corrupt) naming the run (and event
 //!   `seq`); nothing panics on bad data.
 //!
-//! The SQL of each concern lives in its own module (schema, commit, queries, workflows) and
-//! sticks to portable SQL where that costs nothing, for the PostgreSQL backend to come.
+//! Durability: with WAL and `synchronous=NORMAL` a committed SQLite batch survives a crash of
+//! the process; [`SqliteOptions::synchronous_full`] extends that to power loss. A committed
+//! PostgreSQL batch is as durable as the server makes a commit: it survives a crash of the
+//! engine, and of the server with `synchronous_commit = on` (PostgreSQL's default).
+//!
+//! Not yet: several engine instances running the same runs. Stores on one PostgreSQL database
+//! see each other's data and conflict on duplicates as above, but until leases and fencing
+//! tokens come (a later version of the `Store` trait), an engine assumes it is the only one
+//! writing its runs: run one engine per database (or schema).
+//!
+//! The SQL of each concern lives in its own module (schema, commit, queries, workflows) and is
+//! shared by both backends; what differs (placeholders, run id types, transaction modes) is
+//! in one small `Dialect`.
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!(
+    "cronflow-store needs a backend: enable the `sqlite` feature (the default), `postgres`, or both"
+);
 
 mod codec;
 mod commit;
+mod dialect;
 mod error;
+mod migrations;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
 mod probe;
 mod read;
+#[cfg(feature = "postgres")]
+mod redact;
 mod schema;
 mod sql;
+#[cfg(feature = "sqlite")]
 mod sqlite;
+mod store_impl;
 mod workflows;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
+#[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// The README's examples, compiled as doc tests so they cannot rot.

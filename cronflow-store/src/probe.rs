@@ -15,6 +15,7 @@ use sea_orm::SqlxSqliteConnector;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sea_orm::sqlx::{self, ConnectOptions};
 
+use crate::dialect::Dialect;
 use crate::error::{is_not_a_database, sqlx_error};
 use crate::schema::{Contents, check_openable, contents};
 
@@ -97,7 +98,7 @@ pub(crate) async fn check_file(path: &Path, location: &str) -> Result<(), StoreE
     let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
     let found = read_contents(&conn, location).await;
     pool.close().await;
-    check_openable(&found?).map_err(incompatible)
+    check_openable(&found?, Dialect::Sqlite).map_err(incompatible)
 }
 
 /// Classifies the database behind the probing connection.

@@ -6,23 +6,27 @@ use cronflow_core::{RunId, RunQuery, RunRecord, RunReport, StoreError, StoredRun
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
 
 use crate::codec::{
-    EVENT_COLUMNS, RUN_COLUMN_COUNT, RUN_COLUMNS, decode_event_row, decode_run, get, run_id_text,
-    run_started,
+    EVENT_COLUMNS, RUN_COLUMN_COUNT, RUN_COLUMNS, decode_event_row, decode_run, get, run_started,
 };
+use crate::dialect::Dialect;
 use crate::error::db;
-use crate::sql::{int, statement, text};
+use crate::sql::{int, text};
 
 /// Default of [`RunQuery::limit`].
 const DEFAULT_LIMIT: u32 = 100;
 
 /// Every running run with its history, read in one snapshot with two queries.
 pub(crate) async fn active_runs(conn: &DatabaseConnection) -> Result<Vec<StoredRun>, StoreError> {
+    let dialect = Dialect::of(conn);
     // One read transaction, so that both queries see the same snapshot.
-    let txn = conn.begin().await.map_err(|e| db("beginning to read active runs", e))?;
+    let txn = conn
+        .begin_with_options(dialect.snapshot_transaction())
+        .await
+        .map_err(|e| db("beginning to read active runs", e))?;
     let runs_sql =
         format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY created_at, id");
     let run_rows = txn
-        .query_all_raw(statement(runs_sql, vec![]))
+        .query_all_raw(dialect.statement(runs_sql, vec![]))
         .await
         .map_err(|e| db("reading active runs", e))?;
     let events_sql = format!(
@@ -31,7 +35,7 @@ pub(crate) async fn active_runs(conn: &DatabaseConnection) -> Result<Vec<StoredR
          ORDER BY run_id, seq"
     );
     let event_rows = txn
-        .query_all_raw(statement(events_sql, vec![]))
+        .query_all_raw(dialect.statement(events_sql, vec![]))
         .await
         .map_err(|e| db("reading the histories of active runs", e))?;
     txn.commit().await.map_err(|e| db("ending the read of active runs", e))?;
@@ -39,29 +43,28 @@ pub(crate) async fn active_runs(conn: &DatabaseConnection) -> Result<Vec<StoredR
     let mut out = Vec::with_capacity(run_rows.len());
     let mut index: HashMap<RunId, usize> = HashMap::with_capacity(run_rows.len());
     for row in &run_rows {
-        let run = decode_run(row)?;
+        let run = decode_run(row, dialect)?;
         index.insert(run.id, out.len());
         let events = vec![run_started(run.created_at)];
         out.push(StoredRun { run, events });
     }
     // Rows come grouped by run: look each run up once per group.
-    let mut current: Option<(String, usize)> = None;
+    let mut current: Option<(RunId, usize)> = None;
     for row in &event_rows {
-        let run_text: String = get(row, 0, || "event row".to_owned())?;
-        let slot = match &current {
-            Some((text, slot)) if *text == run_text => *slot,
+        let id = dialect.get_run_id(row, 0)?;
+        let slot = match current {
+            Some((run, slot)) if run == id => slot,
             _ => {
-                let id = crate::codec::parse_run_id(&run_text)?;
                 let Some(&slot) = index.get(&id) else {
                     return Err(StoreError::Corrupt(format!(
-                        "events of run {run_text} were read but the run was not"
+                        "events of run {id} were read but the run was not"
                     )));
                 };
-                current = Some((run_text.clone(), slot));
+                current = Some((id, slot));
                 slot
             }
         };
-        out[slot].events.push(decode_event_row(row, 1, &run_text)?);
+        out[slot].events.push(decode_event_row(row, 1, id)?);
     }
     Ok(out)
 }
@@ -71,12 +74,13 @@ pub(crate) async fn run(
     conn: &DatabaseConnection,
     id: RunId,
 ) -> Result<Option<RunRecord>, StoreError> {
-    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?");
+    let dialect = Dialect::of(conn);
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = {}", dialect.numbered("?"));
     let row = conn
-        .query_one_raw(statement(sql, vec![text(run_id_text(id))]))
+        .query_one_raw(dialect.statement(sql, vec![dialect.run_id(id)]))
         .await
         .map_err(|e| db(&format!("reading run {id}"), e))?;
-    row.as_ref().map(decode_run).transpose()
+    row.as_ref().map(|row| decode_run(row, dialect)).transpose()
 }
 
 /// One run's record and history, in one query.
@@ -84,24 +88,25 @@ pub(crate) async fn run_report(
     conn: &DatabaseConnection,
     id: RunId,
 ) -> Result<Option<RunReport>, StoreError> {
+    let dialect = Dialect::of(conn);
     // No column name is shared by the two tables, so none needs a table prefix.
     let sql = format!(
         "SELECT {RUN_COLUMNS}, {EVENT_COLUMNS} FROM runs \
-         LEFT JOIN run_events ON run_events.run_id = runs.id WHERE runs.id = ? ORDER BY seq"
+         LEFT JOIN run_events ON run_events.run_id = runs.id WHERE runs.id = {} ORDER BY seq",
+        dialect.numbered("?")
     );
-    let id_text = run_id_text(id);
     let rows = conn
-        .query_all_raw(statement(sql, vec![text(id_text.as_str())]))
+        .query_all_raw(dialect.statement(sql, vec![dialect.run_id(id)]))
         .await
         .map_err(|e| db(&format!("reading run {id} and its history"), e))?;
     let Some(first) = rows.first() else { return Ok(None) };
-    let run = decode_run(first)?;
+    let run = decode_run(first, dialect)?;
     let mut history = Vec::with_capacity(rows.len() + 1);
     history.push(run_started(run.created_at));
     for row in &rows {
-        let seq: Option<i64> = get(row, RUN_COLUMN_COUNT, || format!("run {id_text}: event"))?;
+        let seq: Option<i64> = get(row, RUN_COLUMN_COUNT, || format!("run {id}: event"))?;
         if seq.is_some() {
-            history.push(decode_event_row(row, RUN_COLUMN_COUNT, &id_text)?);
+            history.push(decode_event_row(row, RUN_COLUMN_COUNT, id)?);
         }
     }
     Ok(Some(RunReport { run, history }))
@@ -129,7 +134,8 @@ pub(crate) async fn list_runs(
     }
     sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
     values.push(int(i64::from(query.limit.unwrap_or(DEFAULT_LIMIT))));
-    let rows =
-        conn.query_all_raw(statement(sql, values)).await.map_err(|e| db("listing runs", e))?;
-    rows.iter().map(decode_run).collect()
+    let dialect = Dialect::of(conn);
+    let stmt = dialect.statement(dialect.numbered(&sql), values);
+    let rows = conn.query_all_raw(stmt).await.map_err(|e| db("listing runs", e))?;
+    rows.iter().map(|row| decode_run(row, dialect)).collect()
 }

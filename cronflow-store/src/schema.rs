@@ -1,69 +1,20 @@
-//! The schema and its migrations.
+//! Recognising and migrating the schema.
 //!
 //! `cronflow_meta` holds the `schema_version`: the number of [`MIGRATIONS`] applied. At open,
 //! the missing migrations are applied in order, all in one transaction; a database whose
-//! version is newer than this code knows is refused.
+//! version is newer than this code knows is refused. On PostgreSQL the transaction first
+//! takes an advisory lock, so that instances starting at once migrate one after the other.
 
 use cronflow_core::StoreError;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbErr, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
 
+use crate::dialect::Dialect;
 use crate::error::db;
-use crate::sql::{statement, text};
+use crate::migrations::{MIGRATIONS, TABLES, latest_version};
+use crate::sql::text;
 
 /// The bookkeeping table, created before the first migration.
 const META_TABLE: &str = "cronflow_meta";
-
-/// The ordered migrations; migration `i` (0-based) takes the schema from version `i` to
-/// `i + 1`. Never edit a released entry: append a new one.
-pub(crate) const MIGRATIONS: &[&[&str]] = &[
-    // 1: workflows, runs, run_events.
-    &[
-        "CREATE TABLE workflows (
-            id TEXT NOT NULL,
-            revision INTEGER NOT NULL,
-            version TEXT,
-            definition TEXT NOT NULL,
-            created_at BIGINT NOT NULL,
-            PRIMARY KEY (id, revision)
-        )",
-        "CREATE TABLE runs (
-            id TEXT NOT NULL PRIMARY KEY,
-            workflow_id TEXT NOT NULL,
-            revision INTEGER NOT NULL,
-            status TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            output TEXT,
-            failure TEXT,
-            created_at BIGINT NOT NULL,
-            finished_at BIGINT
-        )",
-        "CREATE INDEX runs_status_created ON runs (status, created_at)",
-        "CREATE INDEX runs_workflow_created ON runs (workflow_id, created_at)",
-        "CREATE INDEX runs_created ON runs (created_at)",
-        // A rowid table (appends go to its last pages) with a unique index, rather than a
-        // WITHOUT ROWID table clustered on (run_id, seq): a group commit appends a few events
-        // to each of many runs in flight, and clustering made every commit rewrite one large
-        // leaf page per run (measured: 2.8x the bytes written per commit).
-        "CREATE TABLE run_events (
-            run_id TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            at BIGINT NOT NULL,
-            kind TEXT NOT NULL,
-            task TEXT,
-            attempt INTEGER,
-            data TEXT NOT NULL
-        )",
-        "CREATE UNIQUE INDEX run_events_run_seq ON run_events (run_id, seq)",
-    ],
-];
-
-/// The schema version this code writes and reads.
-pub(crate) fn latest_version() -> i64 {
-    MIGRATIONS.len() as i64
-}
 
 /// What an existing database holds, as far as opening it is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,9 +27,22 @@ pub(crate) enum Contents {
     Foreign(Vec<String>),
 }
 
-/// SQL listing the user tables of the database.
-pub(crate) const LIST_TABLES: &str = "SELECT name FROM sqlite_master \
+/// SQL listing the user tables of a SQLite database: a SQLite file belongs to one
+/// application, so any table makes it someone else's database.
+const SQLITE_LIST_TABLES: &str = "SELECT name FROM sqlite_master \
      WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name";
+
+/// SQL listing the tables of the current PostgreSQL schema that have the name of one of ours
+/// (the list is appended): a schema is commonly shared with the host application's tables,
+/// which are none of our business, but tables with our names and no `cronflow_meta` are
+/// someone else's.
+const PG_LIST_TABLES: &str = "SELECT tablename::text FROM pg_catalog.pg_tables \
+     WHERE schemaname = current_schema() AND tablename IN ";
+
+/// PostgreSQL: serialises migrations of the current schema until the end of the transaction.
+/// The first key is cronflow's lock class for migrations.
+const PG_LOCK_MIGRATIONS: &str =
+    "SELECT pg_advisory_xact_lock(1667629057, hashtext(coalesce(current_schema(), '')))";
 
 /// SQL reading the schema version.
 pub(crate) const READ_VERSION: &str =
@@ -108,7 +72,7 @@ pub(crate) fn classify(
 
 /// Checks that `contents` can be opened by this code; the error is the reason for
 /// [`StoreError::Incompatible`].
-pub(crate) fn check_openable(contents: &Contents) -> Result<(), String> {
+pub(crate) fn check_openable(contents: &Contents, dialect: Dialect) -> Result<(), String> {
     match contents {
         Contents::Empty => Ok(()),
         Contents::Cronflow(v) if *v <= latest_version() => Ok(()),
@@ -117,11 +81,19 @@ pub(crate) fn check_openable(contents: &Contents) -> Result<(), String> {
              upgrade cronflow",
             latest_version()
         )),
-        Contents::Foreign(tables) => Err(format!(
-            "it is a SQLite database of another application (it has no cronflow_meta table \
-             but has the tables {})",
-            tables.join(", ")
-        )),
+        Contents::Foreign(tables) => Err(match dialect {
+            Dialect::Sqlite => format!(
+                "it is a SQLite database of another application (it has no cronflow_meta \
+                 table but has the tables {})",
+                tables.join(", ")
+            ),
+            Dialect::Postgres => format!(
+                "its schema has tables of another application named like cronflow's (it has \
+                 no cronflow_meta table but has the tables {}); give cronflow a schema of its \
+                 own, e.g. with `?options=-c%20search_path%3Dcronflow` in the URL",
+                tables.join(", ")
+            ),
+        }),
     }
 }
 
@@ -130,13 +102,22 @@ pub(crate) fn check_openable(contents: &Contents) -> Result<(), String> {
 pub(crate) async fn contents(
     conn: &impl ConnectionTrait,
 ) -> Result<Result<Contents, String>, DbErr> {
-    let rows = conn.query_all_raw(statement(LIST_TABLES.to_owned(), vec![])).await?;
+    let dialect = Dialect::of(conn);
+    let list = match dialect {
+        Dialect::Sqlite => dialect.statement(SQLITE_LIST_TABLES, vec![]),
+        Dialect::Postgres => {
+            let names: Vec<String> = TABLES.iter().map(|t| format!("'{t}'")).collect();
+            let sql = format!("{PG_LIST_TABLES}({}) ORDER BY tablename", names.join(", "));
+            dialect.statement(sql, vec![])
+        }
+    };
+    let rows = conn.query_all_raw(list).await?;
     let mut tables = Vec::with_capacity(rows.len());
     for row in rows {
         tables.push(row.try_get_by_index::<String>(0)?);
     }
     let version = if tables.iter().any(|t| t == META_TABLE) {
-        match conn.query_one_raw(statement(READ_VERSION.to_owned(), vec![])).await? {
+        match conn.query_one_raw(dialect.statement(READ_VERSION, vec![])).await? {
             Some(row) => Some(row.try_get_by_index::<Option<String>>(0)?),
             None => Some(None),
         }
@@ -151,16 +132,34 @@ pub(crate) async fn contents(
 pub(crate) async fn migrate(conn: &DatabaseConnection, location: &str) -> Result<(), StoreError> {
     let incompatible =
         |message: String| StoreError::Incompatible { location: location.to_owned(), message };
-    let options = TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    };
-    let txn = conn.begin_with_options(options).await.map_err(|e| db("beginning migration", e))?;
+    let dialect = Dialect::of(conn);
+    let txn = conn
+        .begin_with_options(dialect.write_transaction())
+        .await
+        .map_err(|e| db("beginning migration", e))?;
+    if dialect == Dialect::Postgres {
+        // Under READ COMMITTED, every statement after the lock sees what an instance that
+        // held it before committed.
+        txn.execute_raw(dialect.statement(PG_LOCK_MIGRATIONS, vec![]))
+            .await
+            .map_err(|e| db("locking the schema for migration", e))?;
+        let schema = txn
+            .query_one_raw(dialect.statement("SELECT current_schema()::text", vec![]))
+            .await
+            .and_then(|row| row.map(|r| r.try_get_by_index::<Option<String>>(0)).transpose())
+            .map_err(|e| db("reading the current schema", e))?
+            .flatten();
+        if schema.is_none() {
+            return Err(incompatible(
+                "no schema to use: none of the schemas on the search_path exists".to_owned(),
+            ));
+        }
+    }
     let found = contents(&txn)
         .await
         .map_err(|e| db("reading the schema version", e))?
         .map_err(incompatible)?;
-    check_openable(&found).map_err(incompatible)?;
+    check_openable(&found, dialect).map_err(incompatible)?;
     let from = match found {
         Contents::Cronflow(v) => v,
         _ => {
@@ -169,8 +168,8 @@ pub(crate) async fn migrate(conn: &DatabaseConnection, location: &str) -> Result
             )
             .await
             .map_err(|e| db("creating cronflow_meta", e))?;
-            txn.execute_raw(statement(
-                "INSERT INTO cronflow_meta (key, value) VALUES ('schema_version', '0')".to_owned(),
+            txn.execute_raw(dialect.statement(
+                "INSERT INTO cronflow_meta (key, value) VALUES ('schema_version', '0')",
                 vec![],
             ))
             .await
@@ -182,18 +181,21 @@ pub(crate) async fn migrate(conn: &DatabaseConnection, location: &str) -> Result
         return txn.commit().await.map_err(|e| db("ending migration", e));
     }
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(from as usize) {
-        for sql in *migration {
+        let statements = match dialect {
+            Dialect::Sqlite => migration.sqlite,
+            Dialect::Postgres => migration.postgres,
+        };
+        for sql in statements {
             txn.execute_unprepared(sql)
                 .await
                 .map_err(|e| db(&format!("applying migration {}", i + 1), e))?;
         }
     }
-    txn.execute_raw(statement(
-        "UPDATE cronflow_meta SET value = ? WHERE key = 'schema_version'".to_owned(),
-        vec![text(latest_version().to_string())],
-    ))
-    .await
-    .map_err(|e| db("recording the schema version", e))?;
+    let update =
+        dialect.numbered("UPDATE cronflow_meta SET value = ? WHERE key = 'schema_version'");
+    txn.execute_raw(dialect.statement(update, vec![text(latest_version().to_string())]))
+        .await
+        .map_err(|e| db("recording the schema version", e))?;
     txn.commit().await.map_err(|e| db("committing migration", e))?;
     tracing::info!(location, from, to = latest_version(), "migrated the cronflow schema");
     Ok(())
@@ -208,12 +210,15 @@ mod tests {
         assert_eq!(classify(vec![], None), Ok(Contents::Empty));
         let foreign = classify(vec!["customers".into()], None).unwrap();
         assert_eq!(foreign, Contents::Foreign(vec!["customers".into()]));
-        assert!(check_openable(&foreign).unwrap_err().contains("customers"));
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            assert!(check_openable(&foreign, dialect).unwrap_err().contains("customers"));
+        }
         let meta = vec!["cronflow_meta".to_owned()];
         assert_eq!(classify(meta.clone(), Some(Some("1".into()))), Ok(Contents::Cronflow(1)));
         assert!(classify(meta.clone(), Some(None)).is_err());
         assert!(classify(meta, Some(Some("x".into()))).is_err());
-        assert!(check_openable(&Contents::Cronflow(latest_version() + 1)).is_err());
-        assert!(check_openable(&Contents::Cronflow(latest_version())).is_ok());
+        let newer = Contents::Cronflow(latest_version() + 1);
+        assert!(check_openable(&newer, Dialect::Postgres).unwrap_err().contains("newer"));
+        assert!(check_openable(&Contents::Cronflow(latest_version()), Dialect::Sqlite).is_ok());
     }
 }

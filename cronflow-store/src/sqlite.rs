@@ -1,20 +1,17 @@
-//! [`SqliteStore`]: opening a SQLite database (file or in-memory) and the [`Store`] impl.
+//! [`SqliteStore`]: opening a SQLite database (file or in-memory) and the
+//! [`Store`](cronflow_core::Store) impl.
 
 use std::path::Path;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use cronflow_core::{
-    CommitBatch, RecordedEvent, RunId, RunQuery, RunRecord, RunReport, Store, StoreError,
-    StoredRun, WorkflowDef,
-};
+use cronflow_core::StoreError;
 use sea_orm::sqlx::ConnectOptions as _;
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sea_orm::{DatabaseConnection, SqlxSqliteConnector};
 
-use crate::{commit, probe, read, schema, workflows};
+use crate::{probe, schema};
 
 /// How to open a SQLite file store; see [`SqliteStore::open_with`].
 ///
@@ -66,7 +63,7 @@ impl SqliteOptions {
     }
 }
 
-/// A [`Store`] in a SQLite database: a file (WAL mode) or memory.
+/// A [`Store`](cronflow_core::Store) in a SQLite database: a file (WAL mode) or memory.
 ///
 /// A file store's connections are opened by sqlx with `journal_mode=WAL`,
 /// `synchronous=NORMAL` (or `FULL`), a busy timeout and `foreign_keys=OFF` (the schema has no
@@ -156,41 +153,4 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn save_workflow(&self, def: &WorkflowDef) -> Result<u32, StoreError> {
-        workflows::save(&self.db, def).await
-    }
-
-    async fn load_workflow(
-        &self,
-        id: &str,
-        revision: u32,
-    ) -> Result<Option<WorkflowDef>, StoreError> {
-        workflows::load(&self.db, id, revision).await
-    }
-
-    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
-        commit::commit(&self.db, batch).await
-    }
-
-    async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
-        read::active_runs(&self.db).await
-    }
-
-    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
-        read::run(&self.db, id).await
-    }
-
-    async fn run_events(&self, id: RunId) -> Result<Vec<RecordedEvent>, StoreError> {
-        Ok(read::run_report(&self.db, id).await?.map(|r| r.history).unwrap_or_default())
-    }
-
-    async fn run_report(&self, id: RunId) -> Result<Option<RunReport>, StoreError> {
-        read::run_report(&self.db, id).await
-    }
-
-    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
-        read::list_runs(&self.db, query).await
-    }
-}
+crate::store_impl::delegate_store!(SqliteStore);

@@ -2,14 +2,12 @@
 
 use chrono::Utc;
 use cronflow_core::{StoreError, WorkflowDef};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
 use crate::codec::{get, micros, to_u32};
+use crate::dialect::Dialect;
 use crate::error::db;
-use crate::sql::{int, opt_text, statement, text};
+use crate::sql::{int, opt_text, text};
 
 const LATEST: &str =
     "SELECT revision, definition FROM workflows WHERE id = ? ORDER BY revision DESC LIMIT 1";
@@ -19,6 +17,12 @@ const INSERT: &str = "INSERT INTO workflows (id, revision, version, definition, 
 
 const LOAD: &str = "SELECT definition FROM workflows WHERE id = ? AND revision = ?";
 
+/// PostgreSQL: serialises the saves of one workflow id (in this schema) until the end of the
+/// transaction, so that two instances saving at once cannot both pick the same next
+/// revision. The first key is cronflow's lock class for workflow saves.
+const PG_LOCK_WORKFLOW: &str = "SELECT pg_advisory_xact_lock(1667629058, \
+     hashtext(coalesce(current_schema(), '') || '.' || $1))";
+
 /// Stores `def` as a new revision unless the latest revision has the same serialised text.
 pub(crate) async fn save(
     db_conn: &DatabaseConnection,
@@ -27,18 +31,21 @@ pub(crate) async fn save(
     let definition = serde_json::to_string(def)
         .map_err(|e| StoreError::Database(format!("cannot encode workflow `{}`: {e}", def.id)))?;
     let what = || format!("workflow `{}`", def.id);
-    // IMMEDIATE: take the write lock before reading the latest revision, so two writers
-    // cannot both pick the same next revision (nor fail to upgrade a read lock).
-    let options = TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    };
+    let dialect = Dialect::of(db_conn);
+    // Take the write lock before reading the latest revision, so two writers cannot both
+    // pick the same next revision: SQLite's IMMEDIATE transaction takes it at BEGIN (nor can
+    // a read lock then fail to upgrade), PostgreSQL takes an advisory lock on the id.
     let txn = db_conn
-        .begin_with_options(options)
+        .begin_with_options(dialect.write_transaction())
         .await
         .map_err(|e| db("beginning to save a workflow", e))?;
+    if dialect == Dialect::Postgres {
+        txn.execute_raw(dialect.statement(PG_LOCK_WORKFLOW, vec![text(def.id.as_str())]))
+            .await
+            .map_err(|e| db(&format!("locking {}", what()), e))?;
+    }
     let latest = txn
-        .query_one_raw(statement(LATEST.to_owned(), vec![text(def.id.as_str())]))
+        .query_one_raw(dialect.statement(dialect.numbered(LATEST), vec![text(def.id.as_str())]))
         .await
         .map_err(|e| db(&format!("reading {}", what()), e))?;
     let next = match latest {
@@ -62,7 +69,7 @@ pub(crate) async fn save(
         text(definition),
         int(micros(Utc::now())),
     ];
-    txn.execute_raw(statement(INSERT.to_owned(), values))
+    txn.execute_raw(dialect.statement(dialect.numbered(INSERT), values))
         .await
         .map_err(|e| db(&format!("saving {}", what()), e))?;
     txn.commit().await.map_err(|e| db(&format!("saving {}", what()), e))?;
@@ -76,8 +83,10 @@ pub(crate) async fn load(
     revision: u32,
 ) -> Result<Option<WorkflowDef>, StoreError> {
     let what = || format!("workflow `{id}` revision {revision}");
+    let dialect = Dialect::of(db_conn);
+    let values = vec![text(id), int(i64::from(revision))];
     let row = db_conn
-        .query_one_raw(statement(LOAD.to_owned(), vec![text(id), int(i64::from(revision))]))
+        .query_one_raw(dialect.statement(dialect.numbered(LOAD), values))
         .await
         .map_err(|e| db(&format!("loading {}", what()), e))?;
     let Some(row) = row else { return Ok(None) };

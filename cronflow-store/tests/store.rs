@@ -1,30 +1,19 @@
-//! The `Store` contract on `SqliteStore`, each test run on a file store and an in-memory one.
+//! The `Store` contract, each test run on every backend: a SQLite file, SQLite in memory and
+//! PostgreSQL (when `CRONFLOW_TEST_DATABASE_URL` is set).
 
 mod common;
 
-use std::future::Future;
-
-use common::{completed, def, event, events, json, new_run, start, t};
+use common::{
+    completed, def, event, events, json, new_run, on_every_backend, on_every_database, start, t,
+};
 use cronflow_core::{
     CommitBatch, FailureKind, FinishedRun, RecordedEvent, RunEvent, RunFailure, RunQuery,
     RunRecord, RunStatus, Store, StoreError, TaskError, TaskKey,
 };
-use cronflow_store::SqliteStore;
-
-/// Runs `check` on a store in a fresh file, then on a fresh in-memory store.
-async fn on_both<F, Fut>(check: F)
-where
-    F: Fn(SqliteStore) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    check(SqliteStore::open(dir.path().join("store.db")).await.unwrap()).await;
-    check(SqliteStore::open_in_memory().await.unwrap()).await;
-}
 
 #[tokio::test]
 async fn workflow_revisions() {
-    on_both(|store| async move {
+    on_every_backend(|store| async move {
         let v1 = def("orders", &["a", "b"]);
         assert_eq!(store.save_workflow(&v1).await.unwrap(), 1);
         assert_eq!(store.save_workflow(&v1).await.unwrap(), 1, "same definition, same revision");
@@ -45,7 +34,7 @@ async fn workflow_revisions() {
 
 #[tokio::test]
 async fn commit_then_read_back_exactly() {
-    on_both(|store| async move {
+    on_every_backend(|store| async move {
         let run = new_run("orders", 5);
         let mut batch = start(&run, 3);
         let error = TaskError {
@@ -124,7 +113,7 @@ async fn commit_then_read_back_exactly() {
 
 #[tokio::test]
 async fn a_run_can_start_and_fail_in_one_batch() {
-    on_both(|store| async move {
+    on_every_backend(|store| async move {
         let run = new_run("orders", 1);
         let failure = RunFailure {
             kind: FailureKind::RunTimedOut,
@@ -161,7 +150,7 @@ async fn a_run_can_start_and_fail_in_one_batch() {
 
 #[tokio::test]
 async fn duplicate_seq_fails_the_whole_batch() {
-    on_both(|store| async move {
+    on_every_backend(|store| async move {
         let first = new_run("orders", 1);
         store.commit(&start(&first, 3)).await.unwrap();
 
@@ -195,7 +184,7 @@ async fn duplicate_seq_fails_the_whole_batch() {
 
 #[tokio::test]
 async fn empty_batch_is_a_no_op() {
-    on_both(|store| async move {
+    on_every_backend(|store| async move {
         store.commit(&CommitBatch::default()).await.unwrap();
         assert!(store.list_runs(&RunQuery::default()).await.unwrap().is_empty());
     })
@@ -204,7 +193,7 @@ async fn empty_batch_is_a_no_op() {
 
 #[tokio::test]
 async fn active_runs_are_running_runs_with_ordered_histories() {
-    on_both(|store| async move {
+    on_every_backend(|store| async move {
         let a = new_run("orders", 1);
         let b = new_run("orders", 2);
         let c = new_run("billing", 3);
@@ -248,7 +237,7 @@ async fn active_runs_are_running_runs_with_ordered_histories() {
 
 #[tokio::test]
 async fn list_runs_filters_newest_first() {
-    on_both(|store| async move {
+    on_every_backend(|store| async move {
         let mut batch = CommitBatch::default();
         for i in 0..120 {
             batch.new_runs.push(new_run(if i % 4 == 0 { "billing" } else { "orders" }, i));
@@ -284,6 +273,105 @@ async fn list_runs_filters_newest_first() {
 
         let none = RunQuery { status: Some(RunStatus::Cancelled), ..RunQuery::default() };
         assert!(store.list_runs(&none).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn raw_json_round_trips_byte_for_byte() {
+    let texts = [
+        r#"{"b": 1, "a": [1.0, 2.50, 1e3, -0, 123456789012345678901234567890]}"#,
+        "\"caf\u{e9} \\u00e9 \\u0000 \u{1f600} \\ud83d\\ude00\"",
+        "{\n\t\"nested\": {\"x\": null, \"x\": true}\n}",
+        "[]",
+    ];
+    on_every_backend(|store| async move {
+        for text in texts {
+            let mut run = new_run("orders", 1);
+            run.payload = json(text);
+            let mut batch = start(&run, 1);
+            batch.events.push((
+                run.id,
+                RecordedEvent {
+                    seq: 1,
+                    at: t(2),
+                    event: RunEvent::RunCompleted { output: json(text) },
+                },
+            ));
+            batch.finished.push(completed(run.id, text, 2));
+            store.commit(&batch).await.unwrap();
+            let report = store.run_report(run.id).await.unwrap().unwrap();
+            assert_eq!(report.run.payload.as_str(), text);
+            assert_eq!(report.run.output.unwrap().as_str(), text);
+            match &report.history[1].event {
+                RunEvent::RunCompleted { output } => assert_eq!(output.as_str(), text),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_large_batch_spans_several_statements() {
+    on_every_backend(|store| async move {
+        // 300 runs: two full chunks of rows and a remainder, for every kind of statement.
+        let runs: Vec<_> = (0..300).map(|i| new_run("orders", i)).collect();
+        let batch = CommitBatch {
+            new_runs: runs.clone(),
+            events: runs.iter().flat_map(|r| start(r, 3).events).collect(),
+            finished: runs.iter().skip(10).map(|r| completed(r.id, "[1]", 1_000)).collect(),
+        };
+        store.commit(&batch).await.unwrap();
+        let active = store.active_runs().await.unwrap();
+        assert_eq!(active.len(), 10);
+        assert!(active.iter().all(|r| r.events.len() == 3));
+        let done = RunQuery {
+            status: Some(RunStatus::Completed),
+            limit: Some(1_000),
+            ..Default::default()
+        };
+        assert_eq!(store.list_runs(&done).await.unwrap().len(), 290);
+        assert_eq!(store.run_events(runs[299].id).await.unwrap().len(), 3);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_saves_of_one_workflow_agree_on_the_revision() {
+    on_every_database(|db| async move {
+        let stores = [db.open().await, db.open().await];
+        for (steps, revision) in [(&["a"][..], 1), (&["a", "b"][..], 2)] {
+            let tasks: Vec<_> = (0..8)
+                .map(|i| {
+                    let store = stores[i % 2].clone();
+                    let def = def("orders", steps);
+                    tokio::spawn(async move { store.save_workflow(&def).await })
+                })
+                .collect();
+            for task in tasks {
+                assert_eq!(task.await.unwrap().unwrap(), revision, "on {}", db.name());
+            }
+        }
+        assert_eq!(stores[0].load_workflow("orders", 3).await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_stores_on_one_database_share_it() {
+    on_every_database(|db| async move {
+        let (first, second) = (db.open().await, db.open().await);
+        let run = new_run("orders", 1);
+        first.commit(&start(&run, 3)).await.unwrap();
+        assert_eq!(second.run_events(run.id).await.unwrap().len(), 3);
+        assert_eq!(second.active_runs().await.unwrap().len(), 1);
+        // The same run accepted twice, or an event recorded twice, conflicts across stores.
+        let again = second.commit(&start(&run, 1)).await.unwrap_err();
+        assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+        let twice = CommitBatch { events: events(run.id, 2, 2), ..CommitBatch::default() };
+        assert!(matches!(second.commit(&twice).await, Err(StoreError::Conflict(_))));
+        assert_eq!(first.run_events(run.id).await.unwrap().len(), 3);
     })
     .await;
 }

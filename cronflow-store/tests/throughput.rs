@@ -1,12 +1,13 @@
-//! How long a large group commit takes (printed, not asserted).
+//! How long a large group commit takes (printed, not asserted), on a SQLite file and on
+//! PostgreSQL (when `CRONFLOW_TEST_DATABASE_URL` is set). For figures, build with `--release`:
+//! `cargo test --release -p cronflow-store --test throughput -- --nocapture`.
 
 mod common;
 
 use std::time::Instant;
 
-use common::{completed, events, new_run, start};
+use common::{TestDb, completed, events, new_run, on_every_database, start};
 use cronflow_core::{CommitBatch, Store};
-use cronflow_store::SqliteStore;
 
 const RUNS: usize = 1_000;
 
@@ -19,8 +20,12 @@ const EVENTS_PER_RUN: u32 = 12;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn commit_1000_runs_of_12_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("bench.db")).await.unwrap();
+    on_every_database(measure).await;
+}
+
+async fn measure(db: TestDb) {
+    let store = db.open().await;
+    let on = db.name();
 
     let runs: Vec<_> = (0..RUNS).map(|i| new_run("orders", i as i64)).collect();
     let batch = CommitBatch {
@@ -33,7 +38,7 @@ async fn commit_1000_runs_of_12_events() {
     let elapsed = started.elapsed();
     let n = batch.events.len();
     println!(
-        "one batch: {RUNS} runs x {EVENTS_PER_RUN} events ({n} events, {RUNS} finished) \
+        "{on}: one batch: {RUNS} runs x {EVENTS_PER_RUN} events ({n} events, {RUNS} finished) \
          committed in {elapsed:?} ({:.0} events/s)",
         n as f64 / elapsed.as_secs_f64()
     );
@@ -61,7 +66,7 @@ async fn commit_1000_runs_of_12_events() {
     }
     let elapsed = started.elapsed();
     println!(
-        "{} batches of 50 events: {n} events committed in {elapsed:?} ({:.0} events/s)",
+        "{on}: {} batches of 50 events: {n} events committed in {elapsed:?} ({:.0} events/s)",
         n / 50,
         n as f64 / elapsed.as_secs_f64()
     );
@@ -102,14 +107,15 @@ async fn commit_1000_runs_of_12_events() {
     }
     let elapsed = started.elapsed();
     let n = RUNS * (EVENTS_PER_RUN as usize - 1);
-    if let (Some(before), Some(after)) = (written_before, bytes_written()) {
+    if let (Some(before), Some(after), false) = (written_before, bytes_written(), db.is_postgres())
+    {
         println!(
             "  {} KiB written per commit (WAL and checkpoints)",
             (after - before) / 1024 / commits
         );
     }
     println!(
-        "{commits} batches of 100 events over {RUNS} runs in flight: {n} events committed in \
+        "{on}: {commits} batches of 100 events over {RUNS} runs in flight: {n} events committed in \
          {elapsed:?} ({:.0} events/s)",
         n as f64 / elapsed.as_secs_f64()
     );

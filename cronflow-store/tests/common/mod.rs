@@ -1,5 +1,10 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: fixtures, and the backends to run them on.
 #![allow(dead_code)]
+
+mod backends;
+
+#[allow(unused_imports)]
+pub(crate) use backends::*;
 
 use chrono::{DateTime, Utc};
 use cronflow_core::{

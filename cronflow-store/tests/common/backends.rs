@@ -1,0 +1,264 @@
+//! The backends the store tests run on: a SQLite file, SQLite in memory, and PostgreSQL when
+//! `CRONFLOW_TEST_DATABASE_URL` is set (e.g. `postgres://postgres@127.0.0.1:5432/test`).
+//!
+//! Every PostgreSQL test gets a schema of its own, `cf_test_<random>`, created for it and
+//! dropped when the test is done (even when it panics): the stores connect with
+//! `?options=-c search_path=<schema>`, so tests run in parallel without seeing each other.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use cronflow_core::{
+    CommitBatch, RecordedEvent, RunId, RunQuery, RunRecord, RunReport, Store, StoreError,
+    StoredRun, WorkflowDef,
+};
+use cronflow_store::{PostgresStore, SqliteStore};
+use sea_orm::sqlx::postgres::PgConnection;
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sea_orm::sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
+use tempfile::TempDir;
+
+/// The variable naming the PostgreSQL database the tests may use.
+pub(crate) const DATABASE_URL_VAR: &str = "CRONFLOW_TEST_DATABASE_URL";
+
+/// The PostgreSQL URL to test on, or `None` after printing that the PostgreSQL part of the
+/// running test is skipped.
+pub(crate) fn postgres_url() -> Option<String> {
+    match std::env::var(DATABASE_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            let test = std::thread::current().name().unwrap_or("a test").to_owned();
+            // Straight to stderr, past the test harness's capture, so that the skip shows.
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: {test}: PostgreSQL part skipped ({DATABASE_URL_VAR} is not set)"
+            );
+            None
+        }
+    }
+}
+
+/// A store of either backend.
+#[derive(Debug, Clone)]
+pub(crate) enum TestStore {
+    /// SQLite, file or memory.
+    Sqlite(SqliteStore),
+    /// PostgreSQL.
+    Postgres(PostgresStore),
+}
+
+macro_rules! each {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            TestStore::Sqlite($store) => $call,
+            TestStore::Postgres($store) => $call,
+        }
+    };
+}
+
+#[async_trait]
+impl Store for TestStore {
+    async fn save_workflow(&self, def: &WorkflowDef) -> Result<u32, StoreError> {
+        each!(self, s => s.save_workflow(def).await)
+    }
+    async fn load_workflow(
+        &self,
+        id: &str,
+        revision: u32,
+    ) -> Result<Option<WorkflowDef>, StoreError> {
+        each!(self, s => s.load_workflow(id, revision).await)
+    }
+    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        each!(self, s => s.commit(batch).await)
+    }
+    async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
+        each!(self, s => s.active_runs().await)
+    }
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        each!(self, s => s.run(id).await)
+    }
+    async fn run_events(&self, id: RunId) -> Result<Vec<RecordedEvent>, StoreError> {
+        each!(self, s => s.run_events(id).await)
+    }
+    async fn run_report(&self, id: RunId) -> Result<Option<RunReport>, StoreError> {
+        each!(self, s => s.run_report(id).await)
+    }
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        each!(self, s => s.list_runs(query).await)
+    }
+}
+
+/// A fresh PostgreSQL schema of its own for one test, dropped with it.
+pub(crate) struct PgSchema {
+    base_url: String,
+    name: String,
+}
+
+impl PgSchema {
+    /// Creates `cf_test_<random>` in the database at `base_url`.
+    pub(crate) async fn create(base_url: &str) -> Self {
+        let name = format!("cf_test_{}", uuid::Uuid::now_v7().simple());
+        let schema = Self { base_url: base_url.to_owned(), name };
+        schema.exec_base(&format!("CREATE SCHEMA {}", schema.name)).await;
+        schema
+    }
+
+    /// Its name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The URL of the database with this schema as the `search_path`.
+    pub(crate) fn url(&self) -> String {
+        with_search_path(&self.base_url, &self.name)
+    }
+
+    /// Runs `sql` in this schema.
+    pub(crate) async fn exec(&self, sql: &str) {
+        let mut conn = PgConnection::connect(&self.url()).await.expect("connect to PostgreSQL");
+        conn.execute(AssertSqlSafe(sql.to_owned())).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.close().await.unwrap();
+    }
+
+    /// The first column of the first row of `sql` (a text column), run in this schema: `None`
+    /// when there is no row or the value is NULL.
+    pub(crate) async fn query_text(&self, sql: &str) -> Option<String> {
+        let mut conn = PgConnection::connect(&self.url()).await.expect("connect to PostgreSQL");
+        let value: Option<Option<String>> =
+            sea_orm::sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+                .fetch_optional(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.close().await.unwrap();
+        value.flatten()
+    }
+
+    async fn exec_base(&self, sql: &str) {
+        let mut conn = PgConnection::connect(&self.base_url).await.expect("connect to PostgreSQL");
+        conn.execute(AssertSqlSafe(sql.to_owned())).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        conn.close().await.unwrap();
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // On a thread of its own with its own runtime: this may run inside the test's runtime,
+        // and during a panic.
+        let (url, name) = (self.base_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&url).await?;
+                conn.execute("SET lock_timeout = '10s'").await?;
+                conn.execute(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
+                    .await?;
+                conn.close().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            let _ = writeln!(std::io::stderr(), "warning: schema {} was not dropped", self.name);
+        }
+    }
+}
+
+/// `url` with `search_path` set to `schema` for every connection.
+pub(crate) fn with_search_path(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// A durable database to test on: it can be opened again (a restart) and changed behind the
+/// store's back.
+pub(crate) struct TestDb {
+    kind: Kind,
+}
+
+enum Kind {
+    SqliteFile { _dir: TempDir, path: PathBuf },
+    Postgres(PgSchema),
+}
+
+impl TestDb {
+    /// A new SQLite file in a temporary directory.
+    pub(crate) fn sqlite_file() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        Self { kind: Kind::SqliteFile { _dir: dir, path } }
+    }
+
+    /// A new schema in the PostgreSQL database at `url`.
+    pub(crate) async fn postgres(url: &str) -> Self {
+        Self { kind: Kind::Postgres(PgSchema::create(url).await) }
+    }
+
+    /// Which backend this is.
+    pub(crate) fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::SqliteFile { .. } => "SQLite file",
+            Kind::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// Whether this is PostgreSQL.
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.kind, Kind::Postgres(_))
+    }
+
+    /// Opens (again) a store on this database.
+    pub(crate) async fn open(&self) -> TestStore {
+        match &self.kind {
+            Kind::SqliteFile { path, .. } => {
+                TestStore::Sqlite(SqliteStore::open(path).await.unwrap())
+            }
+            Kind::Postgres(schema) => {
+                TestStore::Postgres(PostgresStore::connect(&schema.url()).await.unwrap())
+            }
+        }
+    }
+
+    /// Runs `sql` on the database behind the store's back.
+    pub(crate) async fn exec(&self, sql: &str) {
+        match &self.kind {
+            Kind::SqliteFile { path, .. } => {
+                let mut conn: SqliteConnection =
+                    SqliteConnectOptions::new().filename(path).connect().await.unwrap();
+                conn.execute(AssertSqlSafe(sql.to_owned())).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Kind::Postgres(schema) => schema.exec(sql).await,
+        }
+    }
+}
+
+/// Runs `check` on a fresh store of every backend: a SQLite file, SQLite in memory, and
+/// PostgreSQL when [`DATABASE_URL_VAR`] is set (saying so when it is not).
+pub(crate) async fn on_every_backend<F, Fut>(check: F)
+where
+    F: Fn(TestStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let file = TestDb::sqlite_file();
+    check(file.open().await).await;
+    check(TestStore::Sqlite(SqliteStore::open_in_memory().await.unwrap())).await;
+    if let Some(url) = postgres_url() {
+        let db = TestDb::postgres(&url).await;
+        check(db.open().await).await;
+    }
+}
+
+/// Runs `check` on a fresh durable database of every backend: a SQLite file, and a
+/// PostgreSQL schema when [`DATABASE_URL_VAR`] is set (saying so when it is not).
+pub(crate) async fn on_every_database<F, Fut>(check: F)
+where
+    F: Fn(TestDb) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    check(TestDb::sqlite_file()).await;
+    if let Some(url) = postgres_url() {
+        check(TestDb::postgres(&url).await).await;
+    }
+}
