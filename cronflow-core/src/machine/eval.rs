@@ -198,6 +198,9 @@ impl RunMachine {
         // `retry_at` stays as recorded: it is history, and replay must see the same state.
         let state = self.tasks.entry(key.clone()).or_default();
         state.in_flight = Some(InFlight { attempt, started_at: now });
+        if let Some(at) = state.retry_at {
+            self.retries.remove(&(at, key.clone()));
+        }
         let timeout = node.timeout.or(self.def.def.options.step_timeout);
         let task = Task {
             run_id: self.run_id,
