@@ -66,6 +66,14 @@ pub enum StoreError {
     /// A write would record something a second time (duplicate event sequence number).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The batch touches runs that the committing instance no longer holds (their lease
+    /// expired and another instance claimed them, or the fence is older than the current
+    /// claim). Nothing was stored; the instance must stop executing these runs.
+    #[error("lease lost on {} run(s): {}", runs.len(), runs.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "))]
+    LeaseLost {
+        /// The runs no longer held.
+        runs: Vec<RunId>,
+    },
     /// Stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

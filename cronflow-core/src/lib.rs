@@ -103,10 +103,12 @@ pub use event::{
 pub use executor::{
     Executor, HandlerFuture, InProcessExecutor, MockCall, MockExecutor, unknown_handler,
 };
-pub use id::{RunId, TaskKey};
+pub use id::{InstanceId, RunId, TaskKey};
 pub use json::Json;
 pub use machine::{Command, MachineSnapshot, ReplayError, RunDefinition, RunMachine, TaskSnapshot};
 pub use retry::{Backoff, RetryPolicy};
-pub use store::{CommitBatch, FinishedRun, MemoryStore, NewRun, RunQuery, Store, StoredRun};
+pub use store::{
+    Claim, ClaimedRun, CommitBatch, FinishedRun, MemoryStore, NewRun, RunQuery, Store, StoredRun,
+};
 pub use task::{TIMEOUT_ERROR, Task, TaskContext, TaskError, TaskKind};
 pub use wdo::*;

@@ -375,6 +375,7 @@ async fn a_run_that_cannot_be_resumed_is_reported_not_hidden() {
         }],
         events: vec![(run, RecordedEvent { seq: 0, at: now, event: RunEvent::RunStarted })],
         finished: vec![],
+        ..CommitBatch::default()
     };
     store.commit(&batch).await.unwrap();
     let engine = Engine::builder()

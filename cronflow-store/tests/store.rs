@@ -97,6 +97,7 @@ async fn commit_then_read_back_exactly() {
             new_runs: vec![],
             events: vec![(run.id, done.clone())],
             finished: vec![completed(run.id, r#"[ "done" ]"#, 10_000)],
+            ..CommitBatch::default()
         };
         store.commit(&finish).await.unwrap();
         let record = store.run(run.id).await.unwrap().unwrap();
@@ -216,6 +217,7 @@ async fn active_runs_are_running_runs_with_ordered_histories() {
             new_runs: vec![],
             events: [events(c.id, 3, 4), events(a.id, 3, 1)].concat(),
             finished: vec![completed(b.id, "null", 99)],
+            ..CommitBatch::default()
         };
         store.commit(&more).await.unwrap();
 
@@ -321,6 +323,7 @@ async fn a_large_batch_spans_several_statements() {
             new_runs: runs.clone(),
             events: runs.iter().flat_map(|r| start(r, 3).events).collect(),
             finished: runs.iter().skip(10).map(|r| completed(r.id, "[1]", 1_000)).collect(),
+            ..CommitBatch::default()
         };
         store.commit(&batch).await.unwrap();
         let active = store.active_runs().await.unwrap();

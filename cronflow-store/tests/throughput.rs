@@ -32,6 +32,7 @@ async fn measure(db: TestDb) {
         new_runs: runs.clone(),
         events: runs.iter().flat_map(|r| start(r, EVENTS_PER_RUN).events).collect(),
         finished: runs.iter().map(|r| completed(r.id, r#"{"ok": true}"#, 1_000_000)).collect(),
+        ..CommitBatch::default()
     };
     let started = Instant::now();
     store.commit(&batch).await.unwrap();
@@ -60,6 +61,7 @@ async fn measure(db: TestDb) {
                 } else {
                     vec![]
                 },
+                ..CommitBatch::default()
             };
             store.commit(&batch).await.unwrap();
         }
@@ -80,6 +82,7 @@ async fn measure(db: TestDb) {
             new_runs: runs.clone(),
             events: runs.iter().flat_map(|r| start(r, 1).events).collect(),
             finished: vec![],
+            ..CommitBatch::default()
         })
         .await
         .unwrap();
@@ -100,6 +103,7 @@ async fn measure(db: TestDb) {
                 } else {
                     vec![]
                 },
+                ..CommitBatch::default()
             };
             store.commit(&batch).await.unwrap();
             commits += 1;

@@ -1,12 +1,14 @@
 //! The [`Store`] trait: what the engine needs from durable storage, in the run state
 //! machine's terms (runs, event logs, definitions), never in SQL.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::StoreError;
 use crate::event::{RecordedEvent, RunFailure, RunRecord, RunReport, RunStatus};
-use crate::id::RunId;
+use crate::id::{InstanceId, RunId};
 use crate::json::Json;
 use crate::wdo::WorkflowDef;
 
@@ -31,8 +33,13 @@ pub use memory::MemoryStore;
 ///   [`NewRun`] with `at == created_at`; a backend may store it as the run row itself.
 /// - Reads ([`Store::run`], [`Store::run_events`], [`Store::list_runs`]) may run concurrently
 ///   with `commit` and see only committed data.
-/// - A later multi-instance backend adds leases and fencing tokens; until then an engine
-///   assumes it is the only one writing its runs.
+/// - Several engine instances may share a store only if [`Store::shared`] says so. Such a
+///   store implements leases ([`Store::claim_runs`], [`Store::renew_leases`],
+///   [`Store::release_runs`]) and fencing: a commit whose [`CommitBatch::claim`] is set is
+///   stored only if its owner still holds every run it touches with the fence given in
+///   [`CommitBatch::fences`]; otherwise it fails with [`StoreError::LeaseLost`] naming those
+///   runs and stores nothing. A store that is not shared ignores leases and fences: its one
+///   engine owns every run.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores `def` and returns its revision: the latest stored revision when its content is
@@ -70,6 +77,71 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs matching `query`, newest first.
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Whether several engine instances may share this store's runs (leases and fencing are
+    /// enforced). The default, `false`, means one engine owns every run.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Claims for `owner`, until now + `lease`, up to `limit` running runs that no instance
+    /// holds: never claimed, released, or whose lease has expired. Each claim bumps the run's
+    /// fence, returned with the run and its history.
+    ///
+    /// The default, for stores that are not [shared](Store::shared), returns every running
+    /// run (up to `limit`) with fence 0.
+    async fn claim_runs(
+        &self,
+        owner: InstanceId,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedRun>, StoreError> {
+        let _ = (owner, lease);
+        let runs = self.active_runs().await?.into_iter().take(limit);
+        Ok(runs.map(|s| ClaimedRun { run: s.run, events: s.events, fence: 0 }).collect())
+    }
+
+    /// The heartbeat: extends to now + `lease` the lease of every running run `owner` holds,
+    /// and returns those runs with their fences. A run the owner is executing that is missing
+    /// from the answer was taken over: the owner must stop executing it.
+    ///
+    /// The default, for stores that are not shared, holds nothing.
+    async fn renew_leases(
+        &self,
+        owner: InstanceId,
+        lease: Duration,
+    ) -> Result<Vec<(RunId, u64)>, StoreError> {
+        let _ = (owner, lease);
+        Ok(Vec::new())
+    }
+
+    /// Gives up `owner`'s leases on `runs` (at shutdown), so that other instances can claim
+    /// them at once instead of waiting for the leases to expire. The default does nothing.
+    async fn release_runs(&self, owner: InstanceId, runs: &[RunId]) -> Result<(), StoreError> {
+        let _ = (owner, runs);
+        Ok(())
+    }
+}
+
+/// A run claimed by an engine instance: its record, its history and the fencing token of this
+/// claim.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    /// The run record.
+    pub run: RunRecord,
+    /// Its events, in order.
+    pub events: Vec<RecordedEvent>,
+    /// The fencing token: commits for this run must carry it.
+    pub fence: u64,
+}
+
+/// Who commits a batch to a shared store, and for how long new runs are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The committing instance.
+    pub owner: InstanceId,
+    /// The lease on the batch's new runs (created held by `owner`, with fence 1).
+    pub lease: Duration,
 }
 
 /// A group commit: everything the engine decided in one turn of its loop.
@@ -81,6 +153,12 @@ pub struct CommitBatch {
     pub events: Vec<(RunId, RecordedEvent)>,
     /// Runs that reached a terminal status in this turn.
     pub finished: Vec<FinishedRun>,
+    /// For a [shared](Store::shared) store: the committing instance. `None` commits without
+    /// lease checks (a store that is not shared ignores it either way).
+    pub claim: Option<Claim>,
+    /// For a shared store: the fence of every existing run the batch touches, as the
+    /// committing instance claimed it.
+    pub fences: Vec<(RunId, u64)>,
 }
 
 impl CommitBatch {
@@ -94,6 +172,7 @@ impl CommitBatch {
         self.new_runs.clear();
         self.events.clear();
         self.finished.clear();
+        self.fences.clear();
     }
 }
 

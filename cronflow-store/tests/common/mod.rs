@@ -68,7 +68,7 @@ pub(crate) fn start(run: &NewRun, count: u32) -> CommitBatch {
     if let Some((_, first)) = events.first_mut() {
         first.at = run.created_at;
     }
-    CommitBatch { new_runs: vec![run.clone()], events, finished: vec![] }
+    CommitBatch { new_runs: vec![run.clone()], events, ..CommitBatch::default() }
 }
 
 /// `run` completed with `output` at `t(at)`.
