@@ -2,19 +2,22 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{CommitBatch, RunQuery, Store, StoredRun};
+use super::{ClaimedRun, CommitBatch, RunQuery, Store, StoredRun};
 use crate::error::StoreError;
 use crate::event::{RecordedEvent, RunRecord, RunStatus};
-use crate::id::RunId;
+use crate::id::{InstanceId, RunId};
 use crate::wdo::WorkflowDef;
 
 /// A store that keeps everything in memory and loses it when dropped.
 ///
 /// It follows the whole [`Store`] contract except durability, which makes it the store of
-/// choice for unit tests of workflows. Clones share the same data.
+/// choice for unit tests of workflows. Clones share the same data, and it is
+/// [shared](Store::shared): several engines in one process can hold leases on its runs, which
+/// is how the lease logic is tested without a database.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
@@ -25,6 +28,21 @@ struct Inner {
     workflows: HashMap<String, Vec<(String, WorkflowDef)>>,
     runs: HashMap<RunId, RunRecord>,
     events: HashMap<RunId, Vec<RecordedEvent>>,
+    holders: HashMap<RunId, Holder>,
+}
+
+/// Who holds a run, until when, and the fence of that claim.
+#[derive(Debug, Default, Clone, Copy)]
+struct Holder {
+    owner: Option<InstanceId>,
+    until: Option<Instant>,
+    fence: u64,
+}
+
+impl Holder {
+    fn free(&self, now: Instant) -> bool {
+        self.owner.is_none() || self.until.is_none_or(|until| until < now)
+    }
 }
 
 impl MemoryStore {
@@ -63,6 +81,12 @@ impl Store for MemoryStore {
     async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
         let mut inner = self.lock();
         // Check everything before changing anything: a commit is all or nothing.
+        if let Some(claim) = batch.claim {
+            let lost = lost_runs(&inner, batch, claim.owner);
+            if !lost.is_empty() {
+                return Err(StoreError::LeaseLost { runs: lost });
+            }
+        }
         let mut next: HashMap<RunId, u32> = HashMap::new();
         for run in &batch.new_runs {
             if inner.runs.contains_key(&run.id) {
@@ -82,7 +106,15 @@ impl Store for MemoryStore {
             }
             *expected += 1;
         }
+        let now = Instant::now();
         for run in &batch.new_runs {
+            let holder = match batch.claim {
+                Some(claim) => {
+                    Holder { owner: Some(claim.owner), until: Some(now + claim.lease), fence: 1 }
+                }
+                None => Holder::default(),
+            };
+            inner.holders.insert(run.id, holder);
             inner.runs.insert(
                 run.id,
                 RunRecord {
@@ -135,6 +167,71 @@ impl Store for MemoryStore {
         Ok(self.lock().events.get(&id).cloned().unwrap_or_default())
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn claim_runs(
+        &self,
+        owner: InstanceId,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedRun>, StoreError> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let mut free: Vec<RunRecord> = inner
+            .runs
+            .values()
+            .filter(|r| r.status == RunStatus::Running)
+            .filter(|r| inner.holders.get(&r.id).is_none_or(|h| h.free(now)))
+            .cloned()
+            .collect();
+        free.sort_by_key(|r| (r.created_at, r.id));
+        free.truncate(limit);
+        let mut claimed = Vec::with_capacity(free.len());
+        for run in free {
+            let holder = inner.holders.entry(run.id).or_default();
+            holder.owner = Some(owner);
+            holder.until = Some(now + lease);
+            holder.fence += 1;
+            let fence = holder.fence;
+            let events = inner.events.get(&run.id).cloned().unwrap_or_default();
+            claimed.push(ClaimedRun { run, events, fence });
+        }
+        Ok(claimed)
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: InstanceId,
+        lease: Duration,
+    ) -> Result<Vec<(RunId, u64)>, StoreError> {
+        let mut inner = self.lock();
+        let until = Instant::now() + lease;
+        let Inner { runs, holders, .. } = &mut *inner;
+        let mut held = Vec::new();
+        for (id, holder) in holders.iter_mut() {
+            let running = runs.get(id).is_some_and(|r| r.status == RunStatus::Running);
+            if running && holder.owner == Some(owner) {
+                holder.until = Some(until);
+                held.push((*id, holder.fence));
+            }
+        }
+        held.sort();
+        Ok(held)
+    }
+
+    async fn release_runs(&self, owner: InstanceId, runs: &[RunId]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for id in runs {
+            if let Some(holder) = inner.holders.get_mut(id).filter(|h| h.owner == Some(owner)) {
+                holder.owner = None;
+                holder.until = None;
+            }
+        }
+        Ok(())
+    }
+
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
         let inner = self.lock();
         let mut runs: Vec<RunRecord> = inner
@@ -147,5 +244,105 @@ impl Store for MemoryStore {
         runs.sort_by_key(|r| std::cmp::Reverse(r.id));
         runs.truncate(query.limit.unwrap_or(100) as usize);
         Ok(runs)
+    }
+}
+
+/// The existing runs `batch` touches that `owner` does not hold with the fence the batch gives.
+fn lost_runs(inner: &Inner, batch: &CommitBatch, owner: InstanceId) -> Vec<RunId> {
+    let is_new = |id: &RunId| batch.new_runs.iter().any(|r| r.id == *id);
+    let touched = batch.events.iter().map(|(id, _)| *id).chain(batch.finished.iter().map(|f| f.id));
+    let mut lost: Vec<RunId> = touched
+        .filter(|id| !is_new(id))
+        .filter(|id| {
+            let fence = batch.fences.iter().find(|(r, _)| r == id).map(|(_, f)| *f);
+            let holder = inner.holders.get(id).copied().unwrap_or_default();
+            holder.owner != Some(owner) || Some(holder.fence) != fence
+        })
+        .collect();
+    lost.sort();
+    lost.dedup();
+    lost
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::event::RunEvent;
+    use crate::json::Json;
+    use crate::store::{Claim, NewRun};
+
+    fn new_run(batch: &mut CommitBatch) -> RunId {
+        let id = RunId::new();
+        let now = Utc::now();
+        batch.new_runs.push(NewRun {
+            id,
+            workflow_id: "w".into(),
+            revision: 1,
+            payload: Json::null(),
+            created_at: now,
+        });
+        batch.events.push((id, RecordedEvent { seq: 0, at: now, event: RunEvent::RunStarted }));
+        id
+    }
+
+    fn cancel(id: RunId, seq: u32) -> (RunId, RecordedEvent) {
+        (id, RecordedEvent { seq, at: Utc::now(), event: RunEvent::RunCancelled { reason: None } })
+    }
+
+    #[tokio::test]
+    async fn each_run_is_claimed_by_one_owner_until_its_lease_expires() {
+        let store = MemoryStore::new();
+        let mut batch = CommitBatch::default();
+        let runs = [new_run(&mut batch), new_run(&mut batch), new_run(&mut batch)];
+        store.commit(&batch).await.unwrap();
+        let (a, b) = (InstanceId::new(), InstanceId::new());
+        let lease = Duration::from_millis(50);
+        let first = store.claim_runs(a, lease, 2).await.unwrap();
+        let second = store.claim_runs(b, lease, 10).await.unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(second.len(), 1);
+        assert!(first.iter().all(|c| c.fence == 1));
+        assert!(store.claim_runs(b, lease, 10).await.unwrap().is_empty());
+        let long = Duration::from_secs(60);
+        assert_eq!(store.renew_leases(b, long).await.unwrap(), vec![(runs[2], 1)]);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let taken = store.claim_runs(b, lease, 10).await.unwrap();
+        assert_eq!(taken.len(), 2, "a's leases expired");
+        assert!(taken.iter().all(|c| c.fence == 2));
+        assert!(store.renew_leases(a, lease).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_commit_with_a_stale_fence_stores_nothing() {
+        let store = MemoryStore::new();
+        let (a, b) = (InstanceId::new(), InstanceId::new());
+        let lease = Duration::from_millis(20);
+        let mut batch =
+            CommitBatch { claim: Some(Claim { owner: a, lease }), ..Default::default() };
+        let run = new_run(&mut batch);
+        store.commit(&batch).await.unwrap();
+        assert!(store.claim_runs(b, lease, 10).await.unwrap().is_empty(), "held by its creator");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let taken = store.claim_runs(b, lease, 10).await.unwrap();
+        assert_eq!(taken[0].fence, 2);
+
+        let mut stale =
+            CommitBatch { claim: Some(Claim { owner: a, lease }), ..Default::default() };
+        let other = new_run(&mut stale);
+        stale.events.push(cancel(run, 1));
+        stale.fences.push((run, 1));
+        let err = store.commit(&stale).await.unwrap_err();
+        assert!(matches!(&err, StoreError::LeaseLost { runs } if runs == &vec![run]), "{err}");
+        assert!(store.run(other).await.unwrap().is_none(), "nothing of the batch was stored");
+        assert_eq!(store.run_events(run).await.unwrap().len(), 1);
+
+        let mut fresh =
+            CommitBatch { claim: Some(Claim { owner: b, lease }), ..Default::default() };
+        fresh.events.push(cancel(run, 1));
+        fresh.fences.push((run, 2));
+        store.commit(&fresh).await.unwrap();
+        store.release_runs(b, &[run]).await.unwrap();
     }
 }
