@@ -1,6 +1,7 @@
 //! [`EngineBuilder`]: what an engine needs (store, executor, workflows) and its settings.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::engine::Engine;
 use crate::engine::clock::{Clock, SystemClock};
@@ -23,11 +24,21 @@ pub(crate) struct EngineConfig {
     pub(crate) task_concurrency: usize,
     pub(crate) max_payload_bytes: usize,
     pub(crate) max_inputs_per_turn: usize,
+    pub(crate) max_active_runs: usize,
+    pub(crate) lease: Duration,
+    pub(crate) claim_interval: Duration,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { task_concurrency: 1024, max_payload_bytes: 1 << 20, max_inputs_per_turn: 4096 }
+        Self {
+            task_concurrency: 1024,
+            max_payload_bytes: 1 << 20,
+            max_inputs_per_turn: 4096,
+            max_active_runs: 100_000,
+            lease: Duration::from_secs(10),
+            claim_interval: Duration::from_secs(1),
+        }
     }
 }
 
@@ -121,6 +132,28 @@ impl<S, E> EngineBuilder<S, E> {
     /// Most inputs (results, triggers) the engine folds into one group commit (default 4096).
     pub fn max_inputs_per_turn(mut self, limit: usize) -> Self {
         self.config.max_inputs_per_turn = limit.max(1);
+        self
+    }
+
+    /// Most runs this instance claims from a [shared](Store::shared) store (default 100,000);
+    /// runs it triggers itself are not limited.
+    pub fn max_active_runs(mut self, limit: usize) -> Self {
+        self.config.max_active_runs = limit;
+        self
+    }
+
+    /// How long this instance holds a run of a shared store without renewing (default 10 s):
+    /// when an instance dies, its runs continue on another within about this long. Leases are
+    /// renewed every third of it.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.config.lease = lease.max(Duration::from_millis(30));
+        self
+    }
+
+    /// How often this instance looks for runs of a shared store that nobody holds (default
+    /// 1 s).
+    pub fn claim_interval(mut self, interval: Duration) -> Self {
+        self.config.claim_interval = interval.max(Duration::from_millis(10));
         self
     }
 

@@ -82,6 +82,18 @@ impl Dispatcher {
         self.queue.retain(|t| !same(t));
     }
 
+    /// Aborts and forgets every attempt of `run_id` (its lease moved to another instance).
+    pub(crate) fn forget_run(&mut self, run_id: RunId) {
+        self.running.retain(|(run, _, _), handle| {
+            if *run == run_id {
+                handle.abort();
+            }
+            *run != run_id
+        });
+        self.pending.retain(|t| t.run_id != run_id);
+        self.queue.retain(|t| t.run_id != run_id);
+    }
+
     /// Stops handing out work (shutdown): queued tasks stay undone and are re-dispatched
     /// when their runs are resumed on the next start.
     pub(crate) fn stop_dispatching(&mut self) {

@@ -2,8 +2,9 @@
 //! commands, group-commits the recorded events, and only then carries the commands out.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,13 +15,14 @@ use tracing::{debug, error, info, warn};
 use crate::engine::clock::Clock;
 use crate::engine::config::EngineConfig;
 use crate::engine::dispatch::Dispatcher;
+use crate::engine::lease::Leases;
 use crate::engine::registry::Registry;
-use crate::error::EngineError;
+use crate::error::{EngineError, StoreError};
 use crate::event::{RunEvent, RunStatus};
 use crate::id::{RunId, TaskKey};
 use crate::json::Json;
 use crate::machine::{Command, RunDefinition, RunMachine};
-use crate::store::{CommitBatch, FinishedRun, NewRun, Store};
+use crate::store::{ClaimedRun, CommitBatch, FinishedRun, NewRun, Store};
 use crate::task::TaskError;
 
 /// Everything that reaches the driver.
@@ -45,7 +47,7 @@ pub(crate) enum Input {
     /// Answered when the run is not, or no longer, active here.
     Watch {
         run_id: RunId,
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<WatchEnd>,
     },
     Register {
         def: Arc<RunDefinition>,
@@ -54,30 +56,67 @@ pub(crate) enum Input {
     Shutdown {
         deadline: Instant,
     },
+    /// Runs the claimer took for this instance.
+    Claimed(Vec<ClaimedRun>),
+    /// The heartbeat renewed these leases; it asked at `asked_at`.
+    Held {
+        held: Vec<(RunId, u64)>,
+        asked_at: Instant,
+    },
+    HeartbeatFailed,
 }
 
-struct ActiveRun {
-    machine: RunMachine,
+/// Why a watched run is no longer active on this instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WatchEnd {
+    /// It finished, or was never active here: the store has its final state.
+    Done,
+    /// Another instance took it over: the store will have its final state later.
+    Moved,
+    /// This instance claimed it but could not resume it (missing definition, bad history).
+    Unresumable,
+}
+
+pub(crate) struct ActiveRun {
+    pub(crate) machine: RunMachine,
     /// The timer currently in the heap for this run, if any.
     armed: Option<DateTime<Utc>>,
-    watchers: Vec<oneshot::Sender<()>>,
+    pub(crate) watchers: Vec<oneshot::Sender<WatchEnd>>,
+    /// The fencing token of this instance's claim (0 when the store is not shared).
+    pub(crate) fence: u64,
+    /// When this instance took the run (a heartbeat asked before that cannot list it).
+    pub(crate) since: Instant,
+}
+
+impl ActiveRun {
+    pub(crate) fn new(machine: RunMachine, fence: u64) -> Self {
+        Self { machine, armed: None, watchers: Vec::new(), fence, since: Instant::now() }
+    }
 }
 
 pub(crate) struct Driver {
     rx: mpsc::UnboundedReceiver<Input>,
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
     config: EngineConfig,
-    registry: Registry,
-    dispatcher: Dispatcher,
-    runs: HashMap<RunId, ActiveRun>,
+    pub(crate) registry: Registry,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) runs: HashMap<RunId, ActiveRun>,
     timers: BinaryHeap<Reverse<(DateTime<Utc>, RunId)>>,
+    /// Set when the store is shared by several instances.
+    pub(crate) leases: Option<Leases>,
+    /// How many more runs the claimer may take for this instance.
+    room: Arc<AtomicUsize>,
     // Per-turn buffers, emptied by `finish_turn`.
-    batch: CommitBatch,
+    pub(crate) batch: CommitBatch,
     accepted: Vec<(RunId, oneshot::Sender<Result<RunId, EngineError>>)>,
     /// Cancel requests answered once the cancellation is durable.
-    cancelled: Vec<oneshot::Sender<bool>>,
-    finished: Vec<RunId>,
+    pub(crate) cancelled: Vec<(RunId, oneshot::Sender<bool>)>,
+    pub(crate) finished: Vec<RunId>,
+    /// Runs claimed this turn, adopted (which needs the store) before the turn commits.
+    claimed: Vec<ClaimedRun>,
+    /// Runs this instance claimed but could not resume (the log says why).
+    pub(crate) unresumable: HashSet<RunId>,
     shutdown: Option<Instant>,
 }
 
@@ -89,7 +128,9 @@ impl Driver {
         config: EngineConfig,
         registry: Registry,
         dispatcher: Dispatcher,
+        leases: Option<Leases>,
     ) -> Self {
+        let room = Arc::new(AtomicUsize::new(config.max_active_runs));
         Self {
             rx,
             store,
@@ -99,40 +140,32 @@ impl Driver {
             dispatcher,
             runs: HashMap::new(),
             timers: BinaryHeap::new(),
+            leases,
+            room,
             batch: CommitBatch::default(),
             accepted: Vec::new(),
             cancelled: Vec::new(),
             finished: Vec::new(),
+            claimed: Vec::new(),
+            unresumable: HashSet::new(),
             shutdown: None,
         }
     }
 
-    /// Replays every unfinished run in the store and queues its work for the first turn.
+    /// How many more runs the claimer may take, kept up to date after every turn.
+    pub(crate) fn room(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.room)
+    }
+
+    /// Claims every unfinished run this instance may take (all of them when the store is
+    /// not shared), replays them and queues their work for the first turn.
     pub(crate) async fn recover(&mut self) -> Result<usize, EngineError> {
-        let stored = self.store.active_runs().await?;
-        let now = self.clock.now();
-        let mut resumed = 0;
-        for stored in stored {
-            let run = &stored.run;
-            let store = Arc::clone(&self.store);
-            let Some(def) = self.registry.revision(&run.workflow_id, run.revision, &*store).await?
-            else {
-                error!(run_id = %run.id, workflow = %run.workflow_id, revision = run.revision,
-                    "cannot resume run: its workflow definition is not in the store");
-                continue;
-            };
-            match RunMachine::replay(def, run.id, run.payload.clone(), &stored.events) {
-                Ok(mut machine) => {
-                    let commands = machine.resume(now);
-                    self.runs
-                        .insert(run.id, ActiveRun { machine, armed: None, watchers: Vec::new() });
-                    self.carry_out(run.id, commands);
-                    resumed += 1;
-                }
-                Err(e) => error!(run_id = %run.id, error = %e, "cannot resume run"),
-            }
-        }
-        Ok(resumed)
+        let (instance, lease) = match &self.leases {
+            Some(leases) => (leases.instance, leases.lease),
+            None => (crate::id::InstanceId::new(), Duration::ZERO),
+        };
+        let claimed = self.store.claim_runs(instance, lease, self.config.max_active_runs).await?;
+        self.adopt(claimed).await
     }
 
     pub(crate) async fn run(mut self) {
@@ -160,8 +193,15 @@ impl Driver {
                     taken += 1;
                 }
             }
+            if !self.claimed.is_empty() {
+                let claimed = std::mem::take(&mut self.claimed);
+                if let Err(e) = self.adopt(claimed).await {
+                    warn!(error = %e, "adopting claimed runs failed; their leases will expire");
+                }
+            }
             self.fire_timers();
         }
+        self.release_all().await;
         let interrupted = self.dispatcher.abort_all();
         info!(active_runs = self.runs.len(), interrupted, "engine stopped");
     }
@@ -194,7 +234,8 @@ impl Driver {
                     created_at: now,
                 });
                 let (machine, commands) = RunMachine::start(Arc::clone(def), run_id, payload, now);
-                self.runs.insert(run_id, ActiveRun { machine, armed: None, watchers: Vec::new() });
+                let fence = if self.leases.is_some() { 1 } else { 0 };
+                self.runs.insert(run_id, ActiveRun::new(machine, fence));
                 self.accepted.push((run_id, reply));
                 self.carry_out(run_id, commands);
             }
@@ -205,12 +246,15 @@ impl Driver {
                 };
                 let commands = run.machine.cancel(now, reason);
                 self.carry_out(run_id, commands);
-                self.cancelled.push(reply);
+                self.cancelled.push((run_id, reply));
             }
             Input::Watch { run_id, reply } => match self.runs.get_mut(&run_id) {
                 Some(run) => run.watchers.push(reply),
+                None if self.unresumable.contains(&run_id) => {
+                    let _ = reply.send(WatchEnd::Unresumable);
+                }
                 None => {
-                    let _ = reply.send(());
+                    let _ = reply.send(WatchEnd::Done);
                 }
             },
             Input::Register { def, reply } => {
@@ -222,11 +266,16 @@ impl Driver {
                 self.shutdown = Some(deadline);
                 self.dispatcher.stop_dispatching();
             }
+            // Adopted after the drain: replay needs the store. A run claimed while stopping is
+            // adopted too, so that the stop releases its lease.
+            Input::Claimed(claimed) => self.claimed.extend(claimed),
+            Input::Held { held, asked_at } => self.renewed(held, asked_at),
+            Input::HeartbeatFailed => self.heartbeat_failed(),
         }
     }
 
     /// Sorts a machine's commands into this turn's buffers and re-arms its timer.
-    fn carry_out(&mut self, run_id: RunId, commands: Vec<Command>) {
+    pub(crate) fn carry_out(&mut self, run_id: RunId, commands: Vec<Command>) {
         for command in commands {
             match command {
                 Command::Record(event) => {
@@ -295,13 +344,23 @@ impl Driver {
         if !self.batch.is_empty() {
             let mut delay = Duration::from_millis(10);
             let mut attempt = 1;
+            self.fence_batch();
             while let Err(e) = self.store.commit(&self.batch).await {
+                if let StoreError::LeaseLost { runs } = &e {
+                    // Another instance has these runs now: forget them, commit the rest.
+                    warn!(runs = runs.len(), "leases lost at commit; another instance continues");
+                    let known = runs.iter().any(|id| self.runs.contains_key(id));
+                    self.drop_runs(&runs.clone(), WatchEnd::Moved);
+                    if known {
+                        self.fence_batch();
+                        continue;
+                    }
+                }
                 if attempt == 5 {
                     error!(error = %e, "store commit failed; stopping the engine");
                     for (_, reply) in self.accepted.drain(..) {
-                        let _ = reply.send(Err(EngineError::Store(
-                            crate::error::StoreError::Database(e.to_string()),
-                        )));
+                        let _ = reply
+                            .send(Err(EngineError::Store(StoreError::Database(e.to_string()))));
                     }
                     return false;
                 }
@@ -315,17 +374,19 @@ impl Driver {
         for (run_id, reply) in self.accepted.drain(..) {
             let _ = reply.send(Ok(run_id));
         }
-        for reply in self.cancelled.drain(..) {
+        for (_, reply) in self.cancelled.drain(..) {
             let _ = reply.send(true);
         }
         for run_id in self.finished.drain(..) {
             if let Some(run) = self.runs.remove(&run_id) {
                 for watcher in run.watchers {
-                    let _ = watcher.send(());
+                    let _ = watcher.send(WatchEnd::Done);
                 }
             }
         }
         self.dispatcher.flush();
+        let room = self.config.max_active_runs.saturating_sub(self.runs.len());
+        self.room.store(room, Ordering::Relaxed);
         true
     }
 }

@@ -1,12 +1,13 @@
 //! [`EngineHandle`]: the cheap, cloneable door into a running engine.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::config::EngineConfig;
-use crate::engine::driver::Input;
+use crate::engine::driver::{Input, WatchEnd};
 use crate::engine::registry;
 use crate::error::EngineError;
 use crate::event::{RunRecord, RunReport};
@@ -71,17 +72,32 @@ impl EngineHandle {
     /// Waits until run `run_id` has finished and returns its record and history.
     ///
     /// Returns at once for a finished run. Fails with [`EngineError::ShuttingDown`] if the
-    /// engine stops first (the run is resumed on the next start).
+    /// engine stops first (the run is resumed on the next start). On a store
+    /// [shared](crate::Store::shared) by several instances, a run executed by another instance
+    /// is followed in the store until it finishes.
     pub async fn wait(&self, run_id: RunId) -> Result<RunReport, EngineError> {
         let (reply, answer) = oneshot::channel();
         // Answered when the run is not (or no longer) active; dropped if the engine stops.
-        let engine_running =
-            self.send(Input::Watch { run_id, reply }).is_ok() && answer.await.is_ok();
-        let report = self.report(run_id).await?;
-        match (report.run.status.is_terminal(), engine_running) {
-            (true, _) => Ok(report),
-            (false, true) => Err(EngineError::RunNotActive(run_id)),
-            (false, false) => Err(EngineError::ShuttingDown),
+        let end = match self.send(Input::Watch { run_id, reply }) {
+            Ok(()) => answer.await.ok(),
+            Err(_) => None,
+        };
+        loop {
+            let report = self.report(run_id).await?;
+            match (report.run.status.is_terminal(), end) {
+                (true, _) => return Ok(report),
+                // Another instance continues (or will claim) the run: follow it in the store.
+                (false, Some(WatchEnd::Moved)) if !self.shared.tx.is_closed() => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                (false, Some(WatchEnd::Done)) if self.shared.store.shared() => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                (false, Some(WatchEnd::Done | WatchEnd::Unresumable)) => {
+                    return Err(EngineError::RunNotActive(run_id));
+                }
+                (false, _) => return Err(EngineError::ShuttingDown),
+            }
         }
     }
 

@@ -12,6 +12,7 @@ mod config;
 mod dispatch;
 mod driver;
 mod handle;
+mod lease;
 mod registry;
 
 pub use clock::{Clock, SystemClock, TokioClock};
@@ -20,10 +21,12 @@ pub use handle::EngineHandle;
 
 use crate::error::EngineError;
 use crate::executor::Executor;
+use crate::id::InstanceId;
 use crate::store::Store;
 use dispatch::Dispatcher;
 use driver::{Driver, Input};
 use handle::Shared;
+use lease::Leases;
 use registry::Registry;
 
 /// A running workflow engine.
@@ -81,17 +84,26 @@ impl Engine {
             Arc::clone(&builder.clock),
             builder.config.task_concurrency,
         );
+        let config = builder.config.clone();
+        let instance = InstanceId::new();
+        let leases = store.shared().then(|| Leases::new(instance, config.lease));
         let mut driver = Driver::new(
             rx,
             Arc::clone(&store),
             builder.clock,
-            builder.config.clone(),
+            config.clone(),
             registry,
             dispatcher,
+            leases,
         );
         let resumed = driver.recover().await?;
         if resumed > 0 {
-            info!(resumed, "resuming unfinished runs");
+            info!(resumed, %instance, "resuming unfinished runs");
+        }
+        if store.shared() {
+            let (lease, every) = (config.lease, config.claim_interval);
+            let room = driver.room();
+            lease::spawn_background(Arc::clone(&store), tx.clone(), instance, lease, every, room);
         }
         let driver = tokio::spawn(driver.run());
         let shared = Arc::new(Shared { tx, store, executor, config: builder.config });

@@ -1,0 +1,189 @@
+//! Several engine instances sharing one store: claiming, leases and fencing, in one process on
+//! the shared `MemoryStore` (the PostgreSQL backend runs the same engine code).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use cronflow_core::{
+    ClaimedRun, CommitBatch, Engine, InstanceId, Json, MemoryStore, MockExecutor, NewRun,
+    RecordedEvent, RunEvent, RunId, RunQuery, RunRecord, RunReport, RunStatus, Store, StoreError,
+    StoredRun, Workflow, WorkflowDef,
+};
+use serde_json::json;
+
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Runs created by "someone else" (no owner), as another instance's trigger would leave them
+/// when it cannot take them itself.
+async fn unowned_runs(store: &MemoryStore, workflow: &str, n: usize) -> Vec<RunId> {
+    let revision = store.save_workflow(&flow(workflow)).await.unwrap();
+    let mut batch = CommitBatch::default();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = RunId::new();
+        let now = Utc::now();
+        batch.new_runs.push(NewRun {
+            id,
+            workflow_id: workflow.into(),
+            revision,
+            payload: Json::from(json!({ "i": i })),
+            created_at: now,
+        });
+        batch.events.push((id, RecordedEvent { seq: 0, at: now, event: RunEvent::RunStarted }));
+        ids.push(id);
+    }
+    store.commit(&batch).await.unwrap();
+    ids
+}
+
+fn flow(id: &str) -> WorkflowDef {
+    Workflow::new(id).step("one").step("two").build().unwrap()
+}
+
+fn executor(delay: Duration) -> MockExecutor {
+    MockExecutor::new().returns("one", 1).returns("two", 2).delay("one", delay)
+}
+
+fn assert_completed_once(report: &RunReport) {
+    assert_eq!(report.status(), RunStatus::Completed, "{report:?}");
+    let done: Vec<_> = report.history.iter().filter_map(|e| e.event.task().cloned()).collect();
+    let unique: HashSet<_> = done.iter().collect();
+    assert_eq!(done.len(), unique.len(), "a step completion recorded twice: {done:?}");
+    for (i, e) in report.history.iter().enumerate() {
+        assert_eq!(e.seq as usize, i);
+    }
+}
+
+#[tokio::test]
+async fn instances_share_unowned_runs_and_each_completes_exactly_once() {
+    let store = MemoryStore::new();
+    let runs = unowned_runs(&store, "shared", 60).await;
+    let mut engines = Vec::new();
+    let mut mocks = Vec::new();
+    for _ in 0..3 {
+        let mock = executor(Duration::from_millis(20));
+        let engine = Engine::builder()
+            .store(store.clone())
+            .executor(mock.clone())
+            .workflow(flow("shared"))
+            .max_active_runs(10)
+            .claim_interval(Duration::from_millis(20))
+            .start()
+            .await
+            .unwrap();
+        engines.push(engine);
+        mocks.push(mock);
+    }
+    for run in &runs {
+        let report = engines[0].handle().wait(*run).await.unwrap();
+        assert_completed_once(&report);
+    }
+    let per_instance: Vec<usize> = mocks.iter().map(|m| m.call_count("two")).collect();
+    assert_eq!(per_instance.iter().sum::<usize>(), runs.len(), "{per_instance:?}");
+    assert!(per_instance.iter().all(|n| *n > 0), "work is spread: {per_instance:?}");
+    for engine in engines {
+        engine.shutdown(GRACE).await.unwrap();
+    }
+}
+
+/// A store whose heartbeat can be frozen, as if the instance were stopped (SIGSTOP).
+#[derive(Clone)]
+struct FreezableStore {
+    inner: MemoryStore,
+    frozen: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Store for FreezableStore {
+    async fn save_workflow(&self, def: &WorkflowDef) -> Result<u32, StoreError> {
+        self.inner.save_workflow(def).await
+    }
+    async fn load_workflow(&self, id: &str, rev: u32) -> Result<Option<WorkflowDef>, StoreError> {
+        self.inner.load_workflow(id, rev).await
+    }
+    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        self.inner.commit(batch).await
+    }
+    async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
+        self.inner.active_runs().await
+    }
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        self.inner.run(id).await
+    }
+    async fn run_events(&self, id: RunId) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.run_events(id).await
+    }
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        self.inner.list_runs(query).await
+    }
+    fn shared(&self) -> bool {
+        true
+    }
+    async fn claim_runs(
+        &self,
+        owner: InstanceId,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedRun>, StoreError> {
+        self.inner.claim_runs(owner, lease, limit).await
+    }
+    async fn renew_leases(
+        &self,
+        owner: InstanceId,
+        lease: Duration,
+    ) -> Result<Vec<(RunId, u64)>, StoreError> {
+        if self.frozen.load(Ordering::SeqCst) {
+            return Err(StoreError::Database("frozen".into()));
+        }
+        self.inner.renew_leases(owner, lease).await
+    }
+}
+
+#[tokio::test]
+async fn a_frozen_instance_cannot_commit_stale_results() {
+    let store = MemoryStore::new();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let slow_store = FreezableStore { inner: store.clone(), frozen: Arc::clone(&frozen) };
+    // Instance A takes the run and is slow on step `one`; its heartbeat then stops.
+    let slow = executor(Duration::from_millis(600));
+    let a = Engine::builder()
+        .store(slow_store)
+        .executor(slow.clone())
+        .workflow(flow("fenced"))
+        .lease(Duration::from_millis(150))
+        .claim_interval(Duration::from_millis(20))
+        .start()
+        .await
+        .unwrap();
+    let run = unowned_runs(&store, "fenced", 1).await[0];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(slow.call_count("one"), 1, "A took the run");
+    frozen.store(true, Ordering::SeqCst);
+
+    // Instance B claims the run once A's lease has expired and finishes it.
+    let fast = executor(Duration::ZERO);
+    let b = Engine::builder()
+        .store(store.clone())
+        .executor(fast.clone())
+        .workflow(flow("fenced"))
+        .lease(Duration::from_secs(10))
+        .claim_interval(Duration::from_millis(20))
+        .start()
+        .await
+        .unwrap();
+    let report = b.handle().wait(run).await.unwrap();
+    assert_completed_once(&report);
+    assert_eq!(fast.call_count("one"), 1);
+
+    // A's late answer for step `one` is refused by the store (stale fence) and dropped.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let report = b.handle().report(run).await.unwrap();
+    assert_completed_once(&report);
+    assert_eq!(slow.call_count("two"), 0, "A did not go on with the run");
+    a.shutdown(GRACE).await.unwrap();
+    b.shutdown(GRACE).await.unwrap();
+}
