@@ -1,7 +1,8 @@
 //! Group commit: a [`CommitBatch`] written in one transaction with a handful of multi-row
-//! statements.
+//! statements, after one statement checking the committing instance's leases when the store
+//! is shared (see [`crate::lease`]).
 
-use cronflow_core::{CommitBatch, RunId, StoreError};
+use cronflow_core::{Claim, CommitBatch, RunId, StoreError};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
 
 use crate::codec::{
@@ -9,6 +10,7 @@ use crate::codec::{
 };
 use crate::dialect::{Col, Dialect};
 use crate::error::{db, write};
+use crate::lease;
 use crate::sql::{chunk_sizes, int, opt_text, text};
 
 /// What a statement of the batch does, for error messages and checks.
@@ -22,17 +24,25 @@ enum Step {
 }
 
 /// Writes `batch` atomically. An empty batch touches nothing.
+///
+/// `claim` is the batch's [`Claim`] for a shared store (PostgreSQL), `None` for a store that
+/// ignores leases: with it, new runs are created held by `claim.owner` (fence 1) and every
+/// existing run the batch touches is first checked against `batch.fences`
+/// ([`lease::check_fences`]).
 pub(crate) async fn commit(
     conn: &DatabaseConnection,
     batch: &CommitBatch,
+    claim: Option<Claim>,
 ) -> Result<(), StoreError> {
     if batch.is_empty() {
         return Ok(());
     }
     let dialect = Dialect::of(conn);
     // Encode everything before taking the write lock.
-    let mut steps = build(batch, dialect)?;
-    if steps.len() == 1 {
+    let mut steps = build(batch, dialect, claim)?;
+    let fenced =
+        claim.map(|c| (c, lease::touched_runs(batch))).filter(|(_, runs)| !runs.is_empty());
+    if steps.len() == 1 && fenced.is_none() {
         // One statement is atomic on its own (in SQLite and in PostgreSQL): skipping BEGIN
         // and COMMIT saves two round trips to the database, which is most of a lone run's
         // per-step latency.
@@ -43,7 +53,13 @@ pub(crate) async fn commit(
         .begin_with_options(dialect.write_transaction())
         .await
         .map_err(|e| db("beginning a commit", e))?;
-    match run_steps(&txn, steps).await {
+    let written = async {
+        if let Some((claim, runs)) = fenced {
+            lease::check_fences(&txn, claim, &runs, &batch.fences).await?;
+        }
+        run_steps(&txn, steps).await
+    };
+    match written.await {
         Ok(()) => txn.commit().await.map_err(|e| db("committing a batch", e)),
         Err(err) => {
             if let Err(e) = txn.rollback().await {
@@ -82,7 +98,11 @@ async fn run_steps(
 }
 
 /// The statements writing `batch`, in order: new runs, events, finished runs.
-fn build(batch: &CommitBatch, dialect: Dialect) -> Result<Vec<(Step, Statement)>, StoreError> {
+fn build(
+    batch: &CommitBatch,
+    dialect: Dialect,
+    claim: Option<Claim>,
+) -> Result<Vec<(Step, Statement)>, StoreError> {
     let mut steps = Vec::new();
 
     const RUN_ARITY: usize = 6;
@@ -99,10 +119,17 @@ fn build(batch: &CommitBatch, dialect: Dialect) -> Result<Vec<(Step, Statement)>
                 int(micros(run.created_at)),
             ]);
         }
-        let sql = format!(
-            "INSERT INTO runs (id, workflow_id, revision, status, payload, created_at) VALUES {}",
-            dialect.rows(size, RUN_ARITY)
-        );
+        let sql = match claim {
+            None => format!(
+                "INSERT INTO runs (id, workflow_id, revision, status, payload, created_at) \
+                 VALUES {}",
+                dialect.rows(size, RUN_ARITY)
+            ),
+            Some(claim) => {
+                values.extend([lease::owner(claim.owner), lease::lease_micros(claim.lease)]);
+                lease::insert_held_runs_sql(dialect, size, RUN_ARITY)
+            }
+        };
         steps.push((Step::NewRuns, dialect.statement(sql, values)));
     }
 
@@ -131,7 +158,9 @@ fn build(batch: &CommitBatch, dialect: Dialect) -> Result<Vec<(Step, Statement)>
         steps.push((Step::Events, dialect.statement(sql, values)));
     }
 
-    // The columns of the `VALUES` list: PostgreSQL needs their types spelled out.
+    // A finished run is held by nobody: its lease ends (its owner stays, a record of the
+    // instance that finished it). The columns of the `VALUES` list: PostgreSQL needs their
+    // types spelled out.
     const FINISH_COLUMNS: [Col; 5] = [Col::RunId, Col::Text, Col::Text, Col::Text, Col::Int];
     let mut finished = batch.finished.iter();
     for size in chunk_sizes(batch.finished.len()) {
@@ -151,7 +180,7 @@ fn build(batch: &CommitBatch, dialect: Dialect) -> Result<Vec<(Step, Statement)>
         let sql = format!(
             "WITH v (id, status, output, failure, finished_at) AS (VALUES {}) \
              UPDATE runs SET status = v.status, output = v.output, failure = v.failure, \
-             finished_at = v.finished_at \
+             finished_at = v.finished_at, lease_until = NULL \
              FROM v WHERE runs.id = v.id",
             dialect.typed_rows(size, &FINISH_COLUMNS)
         );

@@ -1,6 +1,6 @@
 //! The cronflow [`Store`](cronflow_core::Store) implemented with sea-orm over SQLite (the
 //! embedded default, in a file or in memory) and over PostgreSQL (a database server, which
-//! several engine instances will share).
+//! several engine instances may share).
 //!
 //! ```no_run
 //! use cronflow_core::{RunQuery, Store};
@@ -94,15 +94,17 @@
 //! the later ones find the schema up to date. A version number means the same tables on both
 //! backends.
 //!
-//! # Schema (version 1)
+//! # Schema (version 2)
 //!
 //! ```sql
 //! workflows  (id TEXT, revision INTEGER, version TEXT NULL, definition TEXT, created_at BIGINT,
 //!             PRIMARY KEY (id, revision))
 //! runs       (id TEXT PRIMARY KEY, workflow_id TEXT, revision INTEGER, status TEXT,
 //!             payload TEXT, output TEXT NULL, failure TEXT NULL, created_at BIGINT,
-//!             finished_at BIGINT NULL)
-//!            -- indexes (status, created_at), (workflow_id, created_at), (created_at)
+//!             finished_at BIGINT NULL,
+//!             owner TEXT NULL, lease_until BIGINT NULL, fence BIGINT DEFAULT 0) -- version 2
+//!            -- indexes (status, created_at), (workflow_id, created_at), (created_at),
+//!            --         (lease_until) WHERE status = 'running'
 //! run_events (run_id TEXT, seq INTEGER, at BIGINT, kind TEXT, task TEXT NULL,
 //!             attempt INTEGER NULL, data TEXT)
 //!            -- UNIQUE INDEX (run_id, seq)
@@ -114,7 +116,7 @@
 //! (measured: 2.8 times the bytes written per commit).
 //!
 //! On PostgreSQL the tables and columns are the same, with PostgreSQL's types where natural:
-//! run ids (`runs.id`, `run_events.run_id`) are `UUID` (16 bytes rather than 36 characters, in
+//! run ids (`runs.id`, `run_events.run_id`) and instance ids (`runs.owner`) are `UUID` (16 bytes rather than 36 characters, in
 //! the table and in its keys); the integers (`revision`, `seq`, `attempt`) are `BIGINT`;
 //! `run_events` has `PRIMARY KEY (run_id, seq)` (a heap table with a separate B-tree index, so
 //! nothing is clustered). JSON columns are `TEXT`, never `jsonb`, which would not keep the
@@ -162,14 +164,50 @@
 //! PostgreSQL batch is as durable as the server makes a commit: it survives a crash of the
 //! engine, and of the server with `synchronous_commit = on` (PostgreSQL's default).
 //!
-//! Not yet: several engine instances running the same runs. Stores on one PostgreSQL database
-//! see each other's data and conflict on duplicates as above, but until leases and fencing
-//! tokens come (a later version of the `Store` trait), an engine assumes it is the only one
-//! writing its runs: run one engine per database (or schema).
+//! # Several instances
+//!
+//! A `PostgresStore` is [shared](cronflow_core::Store::shared): several engine instances, in
+//! one process or on many hosts, may use one database (one schema). A [`SqliteStore`] is not:
+//! one SQLite file has one engine, which owns every run, and the lease methods keep the
+//! trait's defaults.
+//!
+//! - **Leases.** A running run is held by one instance (`runs.owner`, an
+//!   [`InstanceId`](cronflow_core::InstanceId)) until `runs.lease_until`.
+//!   [`claim_runs`](cronflow_core::Store::claim_runs) takes, oldest first, up to `limit`
+//!   running runs whose lease is unset (never claimed, created unowned, released) or past, in
+//!   one transaction: one `UPDATE` of the rows picked with `FOR UPDATE SKIP LOCKED`, so that
+//!   instances claiming at once take different runs without waiting for each other, then one
+//!   query for their histories. [`renew_leases`](cronflow_core::Store::renew_leases) (the
+//!   heartbeat) extends every running run the instance holds and returns them;
+//!   [`release_runs`](cronflow_core::Store::release_runs) makes runs claimable at once. A
+//!   commit with a [`Claim`](cronflow_core::Claim) creates its new runs held by the committer
+//!   (fence 1, no extra statement); without one they are created unowned, claimable by any
+//!   instance. Finishing a run ends its lease (`lease_until` becomes NULL); its `owner` stays,
+//!   a record of the instance that finished it.
+//! - **Fences.** Every claim bumps `runs.fence`. A commit with a claim first checks, in its
+//!   transaction and with one statement for the whole batch
+//!   (`SELECT ... WHERE id = ANY(...) ORDER BY id FOR UPDATE`), that the committer is the
+//!   owner of every existing run the batch touches, with the fence given for it in
+//!   [`CommitBatch::fences`](cronflow_core::CommitBatch::fences). Otherwise nothing is stored
+//!   (not the batch's new runs, nor the other runs' events) and the commit fails with
+//!   [`StoreError::LeaseLost`](cronflow_core::StoreError::LeaseLost) naming every lost run: a
+//!   run another instance claimed, a run missing from the fences, or a run not stored. The
+//!   checked rows stay locked until the commit ends, so no claim can slip in between the
+//!   check and the writes. A lease that expired but that no other instance claimed still
+//!   holds (nobody else has executed the run: a claim would have bumped the fence). Run rows
+//!   are always locked in id order (by the check, the heartbeat and release), so these never
+//!   deadlock with one another. A batch with a claim that touches existing runs costs
+//!   `BEGIN`, the check and `COMMIT` on top of its writes; a commit without a claim checks
+//!   nothing.
+//! - **The database's clock.** `now` in every lease computation is the database server's
+//!   `clock_timestamp()`, never the engine's clock: instances whose clocks disagree still
+//!   agree on when a lease expires. Leases are times in microseconds since the epoch, like
+//!   every other time column.
 //!
 //! The SQL of each concern lives in its own module (schema, commit, queries, workflows) and is
 //! shared by both backends; what differs (placeholders, run id types, transaction modes) is
-//! in one small `Dialect`.
+//! in one small `Dialect`. The lease SQL (its own module too) is PostgreSQL's alone, the only
+//! shared store.
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!(
@@ -180,6 +218,7 @@ mod codec;
 mod commit;
 mod dialect;
 mod error;
+mod lease;
 mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;

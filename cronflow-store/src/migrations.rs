@@ -10,10 +10,12 @@
 //! alignment would pad an `INTEGER` to 8 bytes anyway. JSON stays `TEXT`, never `jsonb`, so
 //! that documents come back byte for byte.
 //!
-//! Room is left for what several instances sharing a database need: a later migration adds
-//! `owner`, `lease_until` and `fence` columns to `runs` (`ALTER TABLE ... ADD COLUMN` with a
-//! constant default only changes the catalog in PostgreSQL 11 and later, so it is instant on
-//! a large table) and a partial index over the claimable runs.
+//! Migration 2 adds what several instances sharing a database need: `owner`, `lease_until`
+//! and `fence` columns on `runs` (`ALTER TABLE ... ADD COLUMN` with a constant default only
+//! changes the catalog in PostgreSQL 11 and later, so it is instant on a large table) and a
+//! partial index over the running runs by lease, which is what claiming scans. SQLite gets the
+//! same columns (unused there: one SQLite file has one engine), so that a version still means
+//! the same tables on both backends.
 
 /// One migration: the statements applying it on each backend, in order.
 pub(crate) struct Migration {
@@ -103,6 +105,21 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
                 data TEXT NOT NULL,
                 CONSTRAINT run_events_run_seq PRIMARY KEY (run_id, seq)
             )",
+        ],
+    },
+    // 2: leases. A running run is held while `lease_until` is set (and `owner` with it); the
+    // claimable runs are those whose `lease_until` is NULL or past.
+    Migration {
+        sqlite: &[
+            "ALTER TABLE runs ADD COLUMN owner TEXT",
+            "ALTER TABLE runs ADD COLUMN lease_until BIGINT",
+            "ALTER TABLE runs ADD COLUMN fence BIGINT NOT NULL DEFAULT 0",
+            "CREATE INDEX runs_running_lease ON runs (lease_until) WHERE status = 'running'",
+        ],
+        postgres: &[
+            "ALTER TABLE runs ADD COLUMN owner UUID, ADD COLUMN lease_until BIGINT, \
+             ADD COLUMN fence BIGINT NOT NULL DEFAULT 0",
+            "CREATE INDEX runs_running_lease ON runs (lease_until) WHERE status = 'running'",
         ],
     },
 ];

@@ -61,6 +61,10 @@ impl PostgresOptions {
 /// The pool does not ping a connection before handing it out (that would be one more round
 /// trip per statement); the application name is `cronflow` unless the URL sets one.
 ///
+/// The store is [shared](cronflow_core::Store::shared): several engine instances may use one
+/// database, each executing the runs it holds under a lease, with fencing (see the crate
+/// docs, "Several instances").
+///
 /// Cloning is cheap: clones share the connection pool.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -125,4 +129,4 @@ impl PostgresStore {
     }
 }
 
-crate::store_impl::delegate_store!(PostgresStore);
+crate::store_impl::delegate_store!(PostgresStore, shared);

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use cronflow_core::{RunId, RunQuery, RunRecord, RunReport, StoreError, StoredRun};
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait, Value};
 
 use crate::codec::{
     EVENT_COLUMNS, RUN_COLUMN_COUNT, RUN_COLUMNS, decode_event_row, decode_run, get, run_started,
@@ -40,17 +40,27 @@ pub(crate) async fn active_runs(conn: &DatabaseConnection) -> Result<Vec<StoredR
         .map_err(|e| db("reading the histories of active runs", e))?;
     txn.commit().await.map_err(|e| db("ending the read of active runs", e))?;
 
-    let mut out = Vec::with_capacity(run_rows.len());
-    let mut index: HashMap<RunId, usize> = HashMap::with_capacity(run_rows.len());
-    for row in &run_rows {
-        let run = decode_run(row, dialect)?;
+    let runs = run_rows.iter().map(|row| decode_run(row, dialect)).collect::<Result<_, _>>()?;
+    with_histories(dialect, runs, &event_rows)
+}
+
+/// `runs` with their histories: `run_started` from the run row, then `event_rows` (`run_id`
+/// then [`EVENT_COLUMNS`], ordered by run then `seq`), which must all belong to `runs`.
+pub(crate) fn with_histories(
+    dialect: Dialect,
+    runs: Vec<RunRecord>,
+    event_rows: &[QueryResult],
+) -> Result<Vec<StoredRun>, StoreError> {
+    let mut out = Vec::with_capacity(runs.len());
+    let mut index: HashMap<RunId, usize> = HashMap::with_capacity(runs.len());
+    for run in runs {
         index.insert(run.id, out.len());
         let events = vec![run_started(run.created_at)];
         out.push(StoredRun { run, events });
     }
     // Rows come grouped by run: look each run up once per group.
     let mut current: Option<(RunId, usize)> = None;
-    for row in &event_rows {
+    for row in event_rows {
         let id = dialect.get_run_id(row, 0)?;
         let slot = match current {
             Some((run, slot)) if run == id => slot,

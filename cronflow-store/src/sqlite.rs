@@ -71,6 +71,12 @@ impl SqliteOptions {
 /// `BEGIN IMMEDIATE` transactions, so concurrent writers queue on the busy timeout instead of
 /// failing on a lock upgrade.
 ///
+/// One SQLite file has one engine: the store is not
+/// [shared](cronflow_core::Store::shared). It keeps the trait's lease defaults (claiming
+/// returns every running run with fence 0, nothing is held, releasing does nothing) and
+/// ignores the [`claim`](cronflow_core::CommitBatch::claim) and fences of a batch. For several
+/// engine instances, use PostgreSQL.
+///
 /// Cloning is cheap: clones share the connection pool.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {

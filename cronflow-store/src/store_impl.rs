@@ -3,8 +3,48 @@
 //! SQL dialect from the connection.
 
 /// Implements `Store` for `$store`, a type with a `db: DatabaseConnection` field.
+///
+/// `delegate_store!(Type)` makes a store that is not shared: it keeps the trait's lease
+/// defaults (its one engine owns every run) and ignores the claim and fences of a batch.
+/// `delegate_store!(Type, shared)` makes a shared store, with leases and fencing
+/// ([`crate::lease`], PostgreSQL only).
 macro_rules! delegate_store {
     ($store:ty) => {
+        crate::store_impl::delegate_store!(@impl $store, claim = |_batch| None, leases = {});
+    };
+    ($store:ty, shared) => {
+        crate::store_impl::delegate_store!(@impl $store, claim = |batch| batch.claim, leases = {
+            fn shared(&self) -> bool {
+                true
+            }
+
+            async fn claim_runs(
+                &self,
+                owner: cronflow_core::InstanceId,
+                lease: std::time::Duration,
+                limit: usize,
+            ) -> Result<Vec<cronflow_core::ClaimedRun>, cronflow_core::StoreError> {
+                crate::lease::claim_runs(&self.db, owner, lease, limit).await
+            }
+
+            async fn renew_leases(
+                &self,
+                owner: cronflow_core::InstanceId,
+                lease: std::time::Duration,
+            ) -> Result<Vec<(cronflow_core::RunId, u64)>, cronflow_core::StoreError> {
+                crate::lease::renew_leases(&self.db, owner, lease).await
+            }
+
+            async fn release_runs(
+                &self,
+                owner: cronflow_core::InstanceId,
+                runs: &[cronflow_core::RunId],
+            ) -> Result<(), cronflow_core::StoreError> {
+                crate::lease::release_runs(&self.db, owner, runs).await
+            }
+        });
+    };
+    (@impl $store:ty, claim = |$batch:ident| $claim:expr, leases = { $($leases:tt)* }) => {
         #[async_trait::async_trait]
         impl cronflow_core::Store for $store {
             async fn save_workflow(
@@ -26,7 +66,8 @@ macro_rules! delegate_store {
                 &self,
                 batch: &cronflow_core::CommitBatch,
             ) -> Result<(), cronflow_core::StoreError> {
-                crate::commit::commit(&self.db, batch).await
+                let $batch = batch;
+                crate::commit::commit(&self.db, $batch, $claim).await
             }
 
             async fn active_runs(
@@ -65,6 +106,8 @@ macro_rules! delegate_store {
             ) -> Result<Vec<cronflow_core::RunRecord>, cronflow_core::StoreError> {
                 crate::read::list_runs(&self.db, query).await
             }
+
+            $($leases)*
         }
     };
 }

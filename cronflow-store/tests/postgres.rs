@@ -67,7 +67,7 @@ async fn concurrent_first_connects_migrate_once() {
     }
     let version =
         schema.query_text("SELECT value FROM cronflow_meta WHERE key = 'schema_version'").await;
-    assert_eq!(version.as_deref(), Some("1"));
+    assert_eq!(version.as_deref(), Some("2"));
     let tables = schema
         .query_text(
             "SELECT string_agg(tablename, ',' ORDER BY tablename)::text FROM pg_tables \

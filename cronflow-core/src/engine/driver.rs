@@ -371,7 +371,12 @@ impl Driver {
             }
             self.batch.clear();
         }
+        let committed_at = Instant::now();
         for (run_id, reply) in self.accepted.drain(..) {
+            // A heartbeat that asked before this commit could not list the new run.
+            if let Some(run) = self.runs.get_mut(&run_id) {
+                run.since = committed_at;
+            }
             let _ = reply.send(Ok(run_id));
         }
         for (_, reply) in self.cancelled.drain(..) {
