@@ -2,6 +2,9 @@
 //! statements, after one statement checking the committing instance's leases when the store
 //! is shared (see [`crate::lease`]).
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use cronflow_core::{Claim, CommitBatch, RunId, StoreError};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
 
@@ -136,10 +139,12 @@ fn build(
     // `run_started` (seq 0) is stored as the run row itself: one statement fewer for every
     // new run, which makes accepting a run a single statement. Reads put it back.
     let mut stored_events = Vec::with_capacity(batch.events.len());
+    let created: HashMap<RunId, DateTime<Utc>> =
+        batch.new_runs.iter().map(|r| (r.id, r.created_at)).collect();
     for (run, event) in &batch.events {
         if !codec::is_run_row_event(event) {
             stored_events.push((run, event));
-        } else if !batch.new_runs.iter().any(|r| r.id == *run && r.created_at == event.at) {
+        } else if created.get(run) != Some(&event.at) {
             return Err(StoreError::Conflict(format!(
                 "run {run}: run_started must be committed with its new run, at its created_at"
             )));
