@@ -25,6 +25,10 @@ use crate::machine::{Command, RunDefinition, RunMachine};
 use crate::store::{ClaimedRun, CommitBatch, FinishedRun, NewRun, Store};
 use crate::task::TaskError;
 
+/// How long commits keep being retried while the store is unreachable before the engine
+/// stops (and leaves the rest to the next start).
+const STORE_OUTAGE_LIMIT: Duration = Duration::from_secs(60);
+
 /// Everything that reaches the driver.
 pub(crate) enum Input {
     Trigger {
@@ -344,6 +348,7 @@ impl Driver {
         if !self.batch.is_empty() {
             let mut delay = Duration::from_millis(10);
             let mut attempt = 1;
+            let failing_since = Instant::now();
             self.fence_batch();
             while let Err(e) = self.store.commit(&self.batch).await {
                 if let StoreError::LeaseLost { runs } = &e {
@@ -356,7 +361,15 @@ impl Driver {
                         continue;
                     }
                 }
-                if attempt == 5 {
+                // A database that is restarting or unreachable gets a minute to come back;
+                // any other failure (a conflict, corrupt data) is retried only briefly.
+                let transient = matches!(e, StoreError::Database(_) | StoreError::Open { .. });
+                let give_up = if transient {
+                    failing_since.elapsed() > STORE_OUTAGE_LIMIT
+                } else {
+                    attempt >= 5
+                };
+                if give_up {
                     error!(error = %e, "store commit failed; stopping the engine");
                     for (_, reply) in self.accepted.drain(..) {
                         let _ = reply
@@ -366,7 +379,7 @@ impl Driver {
                 }
                 warn!(error = %e, attempt, "store commit failed; retrying");
                 tokio::time::sleep(delay).await;
-                delay *= 4;
+                delay = (delay * 2).min(Duration::from_secs(2));
                 attempt += 1;
             }
             self.batch.clear();
