@@ -26,11 +26,16 @@ use crate::schema;
 pub struct PostgresOptions {
     max_connections: u32,
     connect_timeout: Duration,
+    idle_in_transaction_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
-        Self { max_connections: 8, connect_timeout: Duration::from_secs(10) }
+        Self {
+            max_connections: 8,
+            connect_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(2),
+        }
     }
 }
 
@@ -47,6 +52,16 @@ impl PostgresOptions {
     /// this long for a connection of the pool.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long the server lets a session sit inside an open transaction (default 2 s):
+    /// PostgreSQL's `idle_in_transaction_session_timeout`. An instance frozen in the middle of
+    /// a commit (a VM pause, SIGSTOP) holds row locks that stop other instances from taking
+    /// its runs over; this ends such a session and frees them. When the instance wakes, its
+    /// commit fails, is retried, and finds its leases lost.
+    pub fn idle_in_transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_in_transaction_timeout = timeout.max(Duration::from_millis(100));
         self
     }
 }
@@ -94,7 +109,10 @@ impl PostgresStore {
         if connect.get_application_name().is_none() {
             connect = connect.application_name("cronflow");
         }
-        let connect = connect.disable_statement_logging();
+        let idle_ms = options.idle_in_transaction_timeout.as_millis().to_string();
+        let connect = connect
+            .options([("idle_in_transaction_session_timeout", idle_ms.as_str())])
+            .disable_statement_logging();
 
         // A first connection made directly, so that a database that is down fails at once
         // with the reason: the pool would retry a refused connection until its timeout and

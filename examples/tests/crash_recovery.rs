@@ -232,6 +232,8 @@ fn killed_host_loses_no_run_and_records_no_step_twice() {
     //    the runs are going (each needs at least 5 x STEP_MS).
     let mut host = Host::start(&db, &["--trigger", &RUNS.to_string(), "--step-ms", &step_ms]);
     let deadline = Instant::now() + Duration::from_secs(30);
+    let line = host.next_line(deadline, "the `instance` line");
+    assert!(line.starts_with("instance "), "unexpected first line: {line}");
     let mut accepted = Vec::with_capacity(RUNS);
     while accepted.len() < RUNS {
         let line = host.next_line(deadline, "the `accepted` lines");
@@ -262,6 +264,11 @@ fn killed_host_loses_no_run_and_records_no_step_twice() {
     // 3. Restart and let it finish.
     let mut host = Host::start(&db, &["--step-ms", &step_ms]);
     let deadline = Instant::now() + Duration::from_secs(60);
+    let line = host.next_line(deadline, "the `instance` line");
+    assert!(line.starts_with("instance "), "unexpected first line: {line}");
+    let line = host.next_line(deadline, "`completed-by-me`");
+    let ran: usize = line.strip_prefix("completed-by-me ").and_then(|n| n.parse().ok()).unwrap();
+    assert!(ran > 0, "the resumed host ran no step, yet runs were left: {line}");
     let line = host.next_line(deadline, "`all done`");
     assert_eq!(line, "all done", "unexpected output of the resumed host");
     let status = host.wait_exit(Duration::from_secs(10));

@@ -1,0 +1,533 @@
+//! Several engine instances on one PostgreSQL database, as real processes: three
+//! `durable_host` processes share a schema, and one of them is killed (`kill -9`) or frozen
+//! past its lease (`kill -STOP`, then `kill -CONT`) while its runs are going.
+//!
+//! Checked from the test process with a `PostgresStore` at the end of each test: every
+//! accepted run completed exactly once, each history is well formed (seq contiguous from 0,
+//! one `run_started`, one terminal event, last) and records each step's completion exactly
+//! once, in order.
+//!
+//! Needs `CRONFLOW_TEST_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`);
+//! without it every test says it is skipped and passes. Each test works in a schema of its
+//! own, `cf_inst_<random>`, dropped when the test ends (even when it panics). The tests run
+//! one at a time: their timings mean something only when they do not share the two cores.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cronflow_core::{RecordedEvent, RunEvent, RunId, RunQuery, RunRecord, RunStatus, Store};
+use cronflow_store::PostgresStore;
+use sea_orm::sqlx::postgres::PgConnection;
+use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor};
+
+/// The steps of the host's `durable-demo` workflow, in order.
+const STEPS: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
+/// The variable naming the PostgreSQL database the tests may use.
+const DATABASE_URL_VAR: &str = "CRONFLOW_TEST_DATABASE_URL";
+/// The engine lease and claim interval of the kill and freeze tests.
+const LEASE: Duration = Duration::from_millis(1000);
+const CLAIM: Duration = Duration::from_millis(200);
+
+/// Holds the tests of this file to one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The PostgreSQL URL to test on, or `None` after printing that the test is skipped.
+fn postgres_url() -> Option<String> {
+    match std::env::var(DATABASE_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            let test = thread::current().name().unwrap_or("a test").to_owned();
+            // Straight to stderr, past the test harness's capture, so that the skip shows.
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: {test}: skipped ({DATABASE_URL_VAR} is not set)"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh PostgreSQL schema for one test, dropped with it.
+struct PgSchema {
+    base_url: String,
+    name: String,
+}
+
+impl PgSchema {
+    fn create(rt: &tokio::runtime::Runtime, base_url: &str) -> Self {
+        let name = format!("cf_inst_{:016x}", RandomState::new().hash_one(std::process::id()));
+        rt.block_on(exec(base_url, &format!("CREATE SCHEMA {name}"))).expect("create schema");
+        Self { base_url: base_url.to_owned(), name }
+    }
+
+    /// The URL of the database with this schema as the `search_path`.
+    fn url(&self) -> String {
+        let sep = if self.base_url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.base_url, self.name)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // On a thread of its own with its own runtime: this may run during a panic.
+        let (url, name) = (self.base_url.clone(), self.name.clone());
+        let dropped = thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(exec(&url, &format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            let _ = writeln!(std::io::stderr(), "warning: schema {} was not dropped", self.name);
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn exec(url: &str, sql: &str) -> Result<(), BoxError> {
+    let mut conn = PgConnection::connect(url).await?;
+    conn.execute("SET lock_timeout = '10s'").await?;
+    conn.execute(AssertSqlSafe(sql.to_owned())).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// A running `durable_host` process on the schema; dropping it kills (also when stopped) and
+/// reaps the process, so a failing test leaves no orphan behind.
+struct Host {
+    name: &'static str,
+    child: Child,
+    stdout: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Host {
+    fn start(name: &'static str, url: &str, args: &[&str]) -> Host {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_durable_host"))
+            .arg("--postgres")
+            .arg(url)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn durable_host");
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, stdout) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let err = child.stderr.take().expect("piped stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let log = Arc::clone(&stderr);
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Host { name, child, stdout, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The next stdout line, or a panic explaining what was awaited once `deadline` passes or
+    /// the host exits.
+    fn next_line(&mut self, deadline: Instant, awaiting: &str) -> String {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.stdout.recv_timeout(left) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("timed out awaiting {awaiting} of {}; stderr:\n{}", self.name, self.stderr())
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.wait_exit(Duration::from_secs(5));
+                panic!(
+                    "{} closed stdout ({status}) while awaiting {awaiting}; stderr:\n{}",
+                    self.name,
+                    self.stderr()
+                )
+            }
+        }
+    }
+
+    /// The value of the next line, which must start with `prefix`.
+    fn expect_line(&mut self, prefix: &str, deadline: Instant) -> String {
+        let line = self.next_line(deadline, &format!("`{prefix}`"));
+        let value = line.strip_prefix(prefix);
+        let value =
+            value.unwrap_or_else(|| panic!("{}: expected `{prefix}`, got {line:?}", self.name));
+        value.trim().to_owned()
+    }
+
+    /// Reads the `instance` line and `n` `accepted` lines: the engine started and accepted
+    /// `n` runs.
+    fn accepted(&mut self, n: usize, deadline: Instant) -> Vec<RunId> {
+        self.expect_line("instance ", deadline);
+        (0..n).map(|_| self.expect_line("accepted ", deadline).parse().expect("a run id")).collect()
+    }
+
+    /// Reads `completed-by-me` and `all done`, waits for a successful exit and returns how
+    /// many steps this host ran.
+    fn finish(&mut self, deadline: Instant) -> u64 {
+        let n = self.expect_line("completed-by-me ", deadline).parse().expect("a count");
+        let done = self.next_line(deadline, "`all done`");
+        assert_eq!(done, "all done", "{}: unexpected output", self.name);
+        let status = self.wait_exit(deadline.saturating_duration_since(Instant::now()));
+        assert!(status.success(), "{} exited with {status}; stderr:\n{}", self.name, self.stderr());
+        n
+    }
+
+    /// Waits for the host to exit on its own; panics after `timeout`.
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!("{} did not exit within {timeout:?}; stderr:\n{}", self.name, self.stderr());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`) with the `kill` command.
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.name);
+    }
+
+    /// SIGKILL, then reap.
+    fn kill(mut self) {
+        self.child.kill().expect("kill durable_host");
+        self.child.wait().expect("reap durable_host");
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // SIGKILL ends a stopped process too.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A random duration in `[lo, hi)` milliseconds (std's hasher keys are random per process).
+fn jitter(lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(lo + RandomState::new().hash_one(0u8) % (hi - lo))
+}
+
+/// What the store holds about a set of runs.
+#[derive(Debug, Default)]
+struct Snapshot {
+    running: usize,
+    /// Running runs with some but not all steps completed.
+    partial: usize,
+    completed: usize,
+    /// Step completions recorded, over all runs.
+    steps_done: usize,
+}
+
+/// Reads `runs` from the store and checks what must hold at any instant: each is stored,
+/// and each history is well formed with no step completed twice.
+async fn inspect(store: &PostgresStore, runs: &[RunId]) -> Snapshot {
+    let mut snapshot = Snapshot::default();
+    for &id in runs {
+        let run = store.run(id).await.expect("read run");
+        let run = run.unwrap_or_else(|| panic!("accepted run {id} was lost"));
+        let history = store.run_events(id).await.expect("read history");
+        let steps_done = check_history(&run, &history);
+        snapshot.steps_done += steps_done;
+        match run.status {
+            RunStatus::Running => {
+                snapshot.running += 1;
+                snapshot.partial += usize::from(steps_done > 0);
+            }
+            RunStatus::Completed => {
+                snapshot.completed += 1;
+                let output = run.output.unwrap_or_else(|| panic!("run {id} has no output"));
+                assert_eq!(output.to_value()["step"], "s5", "run {id}: output is not s5's");
+            }
+            other => panic!("run {id} ended as {other:?}: {history:#?}"),
+        }
+    }
+    snapshot
+}
+
+/// Checks one run's history and returns how many of its steps have completed.
+fn check_history(run: &RunRecord, history: &[RecordedEvent]) -> usize {
+    let id = run.id;
+    for (i, event) in history.iter().enumerate() {
+        assert_eq!(event.seq as usize, i, "run {id}: history seq has a gap: {history:#?}");
+    }
+    assert!(
+        matches!(history.first().map(|e| &e.event), Some(RunEvent::RunStarted)),
+        "run {id}: history does not start with run_started: {history:#?}"
+    );
+    let starts = history.iter().filter(|e| e.event == RunEvent::RunStarted).count();
+    assert_eq!(starts, 1, "run {id}: run_started recorded {starts} times");
+    let terminal: Vec<usize> =
+        (0..history.len()).filter(|&i| history[i].event.terminal_status().is_some()).collect();
+    match run.status {
+        RunStatus::Running => assert!(terminal.is_empty(), "run {id}: running, yet ended"),
+        status => {
+            assert_eq!(terminal, [history.len() - 1], "run {id}: not one terminal event, last");
+            assert_eq!(history[terminal[0]].event.terminal_status(), Some(status));
+        }
+    }
+    // The workflow is linear: the k-th step completion must be step k, each exactly once.
+    let mut done = HashMap::new();
+    for event in history {
+        if let RunEvent::TaskSucceeded { task, output, .. } = &event.event {
+            if let Some(seq) = done.insert(task.as_str().to_string(), event.seq) {
+                panic!(
+                    "run {id}: step {task} completion recorded twice (seq {seq} and {})",
+                    event.seq
+                );
+            }
+            let expected = STEPS.get(done.len() - 1).copied();
+            assert_eq!(Some(task.as_str()), expected, "run {id}: steps out of order");
+            assert_eq!(
+                output.to_value()["step"],
+                task.as_str(),
+                "run {id}: {task} has another's output"
+            );
+        }
+    }
+    done.len()
+}
+
+/// Checks the end state: the store holds exactly the accepted runs, each completed exactly
+/// once with every step recorded once.
+async fn check_all_completed(store: &PostgresStore, accepted: &[RunId]) {
+    let distinct: BTreeSet<_> = accepted.iter().collect();
+    assert_eq!(distinct.len(), accepted.len(), "a run id was accepted twice");
+    let query = RunQuery { limit: Some(10 * accepted.len() as u32), ..Default::default() };
+    let all = store.list_runs(&query).await.expect("list runs");
+    assert_eq!(all.len(), accepted.len(), "the store holds runs that were not accepted");
+    let last = inspect(store, accepted).await;
+    eprintln!("at the end: {last:?}");
+    assert_eq!(last.completed, accepted.len(), "not every run completed: {last:?}");
+    assert_eq!(last.steps_done, accepted.len() * STEPS.len(), "step completions missing");
+    assert!(store.active_runs().await.expect("active runs").is_empty(), "runs left active");
+}
+
+/// Polls the store until no run is running; returns when that was seen, or `None` once
+/// `deadline` passes.
+async fn idle_at(store: &PostgresStore, deadline: Instant) -> Option<Instant> {
+    let running =
+        RunQuery { status: Some(RunStatus::Running), limit: Some(1), ..Default::default() };
+    loop {
+        if store.list_runs(&running).await.expect("list running runs").is_empty() {
+            return Some(Instant::now());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn ms(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+#[test]
+fn three_instances_complete_a_thousand_runs_once_each() {
+    let _serial = serial();
+    let Some(base) = postgres_url() else { return };
+    let started = Instant::now();
+    let rt = runtime();
+    let schema = PgSchema::create(&rt, &base);
+    let url = schema.url();
+
+    // 1,000 runs of five 5 ms steps, triggered across three instances.
+    let counts = [334, 333, 333];
+    let names = ["host-a", "host-b", "host-c"];
+    let mut hosts: Vec<Host> = names
+        .iter()
+        .zip(counts)
+        .map(|(name, n)| Host::start(name, &url, &["--trigger", &n.to_string(), "--step-ms", "5"]))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut accepted = Vec::new();
+    for (host, n) in hosts.iter_mut().zip(counts) {
+        accepted.extend(host.accepted(n, deadline));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let by_host: Vec<u64> = hosts.iter_mut().map(|h| h.finish(deadline)).collect();
+    drop(hosts);
+    eprintln!("steps completed per instance: {by_host:?}");
+
+    rt.block_on(async {
+        let store = PostgresStore::connect(&url).await.expect("connect");
+        check_all_completed(&store, &accepted).await;
+        store.close().await.expect("close the store");
+    });
+    for (name, n) in names.iter().zip(&by_host) {
+        assert!(*n > 0, "{name} ran no step: the work was not spread ({by_host:?})");
+    }
+    let total: u64 = by_host.iter().sum();
+    assert!(total >= (accepted.len() * STEPS.len()) as u64, "fewer step calls than steps");
+    eprintln!("three instances, 1,000 runs: {:?}", started.elapsed());
+}
+
+#[test]
+fn runs_of_a_killed_instance_finish_on_the_others_within_the_lease() {
+    let _serial = serial();
+    let Some(base) = postgres_url() else { return };
+    let started = Instant::now();
+    let rt = runtime();
+    let schema = PgSchema::create(&rt, &base);
+    let url = schema.url();
+
+    // Three instances, 100 runs each, of five 200 ms steps (a run takes about 1 s).
+    let (lease, claim) = (ms(LEASE), ms(CLAIM));
+    let args = ["--trigger", "100", "--step-ms", "200", "--lease-ms", &lease, "--claim-ms", &claim];
+    let mut victim = Host::start("victim", &url, &args);
+    let mut others = [Host::start("host-b", &url, &args), Host::start("host-c", &url, &args)];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let victims_runs = victim.accepted(100, deadline);
+    let triggered_at = Instant::now();
+    let mut accepted = victims_runs.clone();
+    for host in &mut others {
+        accepted.extend(host.accepted(100, deadline));
+    }
+
+    // Kill the victim while its runs are going: after some of their steps, before the last.
+    let kill_at = triggered_at + jitter(300, 500);
+    thread::sleep(kill_at.saturating_duration_since(Instant::now()));
+    victim.kill();
+    let killed_at = Instant::now();
+
+    rt.block_on(async {
+        let store = PostgresStore::connect(&url).await.expect("connect");
+        let at_kill = inspect(&store, &victims_runs).await;
+        eprintln!("the victim's runs at the kill: {at_kill:?}");
+        assert!(
+            at_kill.running > 0 && at_kill.partial > 0,
+            "the victim was not killed mid-flight, so this test proves nothing: {at_kill:?}"
+        );
+        // Its leases expire at most LEASE after the kill, a claim comes within CLAIM, and the
+        // rest of a run takes at most 5 x 200 ms: within LEASE + 2 s. The bound asserted adds
+        // 1 s of slack for a loaded machine (2 cores shared by three hosts, PostgreSQL and the
+        // test); it still fails if the runs wait for more than one lease or are not taken over.
+        let bound = LEASE + Duration::from_secs(2) + Duration::from_secs(1);
+        let idle = idle_at(&store, killed_at + Duration::from_secs(30)).await;
+        let idle = idle.expect("runs still running 30 s after the kill");
+        let took = idle - killed_at;
+        eprintln!("every run finished {took:?} after the kill (bound {bound:?})");
+        assert!(took <= bound, "the runs of the killed instance took {took:?} to finish");
+        store.close().await.expect("close the store");
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let by_host: Vec<u64> = others.iter_mut().map(|h| h.finish(deadline)).collect();
+    eprintln!("steps completed by the survivors: {by_host:?}");
+    drop(others);
+
+    rt.block_on(async {
+        let store = PostgresStore::connect(&url).await.expect("connect");
+        check_all_completed(&store, &accepted).await;
+        store.close().await.expect("close the store");
+    });
+    eprintln!("kill -9 of one instance of three: {:?}", started.elapsed());
+}
+
+#[test]
+fn an_instance_frozen_past_its_lease_commits_nothing_stale() {
+    let _serial = serial();
+    let Some(base) = postgres_url() else { return };
+    let started = Instant::now();
+    let rt = runtime();
+    let schema = PgSchema::create(&rt, &base);
+    let url = schema.url();
+
+    let (lease, claim) = (ms(LEASE), ms(CLAIM));
+    let frozen_args =
+        ["--trigger", "100", "--step-ms", "200", "--lease-ms", &lease, "--claim-ms", &claim];
+    let other_args =
+        ["--trigger", "20", "--step-ms", "200", "--lease-ms", &lease, "--claim-ms", &claim];
+    let mut frozen = Host::start("frozen", &url, &frozen_args);
+    let mut others =
+        [Host::start("host-b", &url, &other_args), Host::start("host-c", &url, &other_args)];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let frozen_runs = frozen.accepted(100, deadline);
+    let triggered_at = Instant::now();
+    let mut accepted = frozen_runs.clone();
+    for host in &mut others {
+        accepted.extend(host.accepted(20, deadline));
+    }
+
+    // Freeze it mid-flight, halfway through its runs' second step (they all started at once):
+    // its handlers are sleeping, their results not yet committed, and it is between two
+    // commits. Frozen inside a commit's transaction it would keep that batch's run rows
+    // locked (PostgreSQL keeps a silent client's transaction open, and the store sets no
+    // `idle_in_transaction_session_timeout`): the claims of the others skip locked rows, so
+    // those runs would wait for the thaw. Halfway through a step it holds no lock.
+    thread::sleep(
+        (triggered_at + Duration::from_millis(300)).saturating_duration_since(Instant::now()),
+    );
+    frozen.signal("STOP");
+    let stopped_at = Instant::now();
+
+    rt.block_on(async {
+        let store = PostgresStore::connect(&url).await.expect("connect");
+        let at_stop = inspect(&store, &frozen_runs).await;
+        eprintln!("the frozen instance's runs at the stop: {at_stop:?}");
+        assert!(at_stop.running > 0, "every run finished before the stop: {at_stop:?}");
+        // The others take its runs over once its leases expire and finish them.
+        let idle = idle_at(&store, stopped_at + Duration::from_secs(30)).await;
+        let idle = idle.expect("the frozen instance's runs were not taken over within 30 s");
+        eprintln!("every run finished {:?} after the stop", idle - stopped_at);
+        // Its leases were renewed at most a third of a lease before the stop.
+        assert!(idle - stopped_at > LEASE * 2 / 3, "runs moved before the lease expired");
+        store.close().await.expect("close the store");
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let by_host: Vec<u64> = others.iter_mut().map(|h| h.finish(deadline)).collect();
+    drop(others);
+
+    // Thaw it, frozen for more than a lease: its sleeping handlers return at once and it tries to commit their results for
+    // runs that others finished meanwhile. The fence must refuse them.
+    thread::sleep((stopped_at + LEASE + CLAIM).saturating_duration_since(Instant::now()));
+    frozen.signal("CONT");
+    let own = frozen.finish(Instant::now() + Duration::from_secs(15));
+    eprintln!("steps completed: frozen {own}, others {by_host:?}");
+    let log = frozen.stderr();
+    eprintln!("the frozen instance's log after it was thawed:\n{log}");
+    drop(frozen);
+
+    rt.block_on(async {
+        let store = PostgresStore::connect(&url).await.expect("connect");
+        check_all_completed(&store, &accepted).await;
+        store.close().await.expect("close the store");
+    });
+    assert!(log.contains("lease"), "the thawed instance never noticed it lost its leases");
+    eprintln!("SIGSTOP past the lease, then SIGCONT: {:?}", started.elapsed());
+}
