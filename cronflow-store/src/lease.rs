@@ -102,7 +102,11 @@ pub(crate) async fn check_fences(
     fences: &[(RunId, u64)],
 ) -> Result<(), StoreError> {
     let dialect = Dialect::of(txn);
-    let sql = "SELECT id, owner, fence FROM runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE";
+    // A join with the unnested ids, not `id = ANY($1)`: with the array bound as a parameter
+    // the planner cannot hash it, and on a table without statistics it chose a full scan that
+    // compared every row with every id (300 ms per commit at 10,000 runs).
+    let sql = "SELECT runs.id, runs.owner, runs.fence FROM unnest($1::uuid[]) AS t(id) \
+               JOIN runs ON runs.id = t.id ORDER BY runs.id FOR UPDATE OF runs";
     let rows = txn
         .query_all_raw(dialect.statement(sql, vec![run_id_array(runs.iter().copied())]))
         .await
@@ -174,8 +178,8 @@ pub(crate) async fn claim_runs(
         return Ok(Vec::new());
     }
     let events_sql = format!(
-        "SELECT run_id, {EVENT_COLUMNS} FROM run_events WHERE run_id = ANY($1::uuid[]) \
-         ORDER BY run_id, seq"
+        "SELECT run_id, {EVENT_COLUMNS} FROM unnest($1::uuid[]) AS t(id) \
+         JOIN run_events ON run_events.run_id = t.id ORDER BY run_id, seq"
     );
     let ids = run_id_array(claimed.iter().map(|(_, run)| run.id));
     let event_rows = txn
@@ -234,8 +238,9 @@ pub(crate) async fn release_runs(
         return Ok(());
     }
     let dialect = Dialect::of(conn);
-    let sql = "WITH r AS (SELECT id AS released FROM runs \
-         WHERE owner = $1 AND status = 'running' AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE) \
+    let sql = "WITH r AS (SELECT runs.id AS released FROM unnest($2::uuid[]) AS t(id) \
+         JOIN runs ON runs.id = t.id WHERE owner = $1 AND status = 'running' \
+         ORDER BY runs.id FOR UPDATE OF runs) \
          UPDATE runs SET owner = NULL, lease_until = NULL FROM r WHERE runs.id = r.released";
     let values = vec![owner(owner_id), run_id_array(runs.iter().copied())];
     conn.execute_raw(dialect.statement(sql, values)).await.map_err(|e| db("releasing runs", e))?;
