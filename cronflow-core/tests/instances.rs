@@ -187,3 +187,42 @@ async fn a_frozen_instance_cannot_commit_stale_results() {
     a.shutdown(GRACE).await.unwrap();
     b.shutdown(GRACE).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_full_instance_leaves_new_runs_to_the_others() {
+    let store = MemoryStore::new();
+    let busy = executor(Duration::from_millis(30));
+    let a = Engine::builder()
+        .store(store.clone())
+        .executor(busy.clone())
+        .workflow(flow("shed"))
+        .max_active_runs(2)
+        .claim_interval(Duration::from_secs(3600))
+        .start()
+        .await
+        .unwrap();
+    let idle = executor(Duration::from_millis(30));
+    let b = Engine::builder()
+        .store(store.clone())
+        .executor(idle.clone())
+        .workflow(flow("shed"))
+        .claim_interval(Duration::from_millis(20))
+        .start()
+        .await
+        .unwrap();
+    let mut runs = Vec::new();
+    for i in 0..12 {
+        runs.push(a.handle().trigger("shed", json!({ "i": i })).await.unwrap());
+    }
+    for run in &runs {
+        assert_completed_once(&a.handle().wait(*run).await.unwrap());
+    }
+    assert_eq!(busy.call_count("two") + idle.call_count("two"), runs.len());
+    assert!(
+        idle.call_count("two") >= 8,
+        "B ran what A had no room for: {}",
+        idle.call_count("two")
+    );
+    a.shutdown(GRACE).await.unwrap();
+    b.shutdown(GRACE).await.unwrap();
+}

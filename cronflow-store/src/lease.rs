@@ -238,10 +238,14 @@ pub(crate) async fn release_runs(
         return Ok(());
     }
     let dialect = Dialect::of(conn);
+    // The NOTIFY is delivered when the statement's transaction commits, so a woken claimer
+    // finds the runs released.
     let sql = "WITH r AS (SELECT runs.id AS released FROM unnest($2::uuid[]) AS t(id) \
          JOIN runs ON runs.id = t.id WHERE owner = $1 AND status = 'running' \
-         ORDER BY runs.id FOR UPDATE OF runs) \
-         UPDATE runs SET owner = NULL, lease_until = NULL FROM r WHERE runs.id = r.released";
+         ORDER BY runs.id FOR UPDATE OF runs), \
+         u AS (UPDATE runs SET owner = NULL, lease_until = NULL FROM r \
+         WHERE runs.id = r.released RETURNING runs.id) \
+         SELECT pg_notify('cronflow_work', count(*)::text) FROM u HAVING count(*) > 0";
     let values = vec![owner(owner_id), run_id_array(runs.iter().copied())];
     conn.execute_raw(dialect.statement(sql, values)).await.map_err(|e| db("releasing runs", e))?;
     Ok(())

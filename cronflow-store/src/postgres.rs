@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use cronflow_core::StoreError;
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
 use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
 use sea_orm::{DatabaseConnection, SqlxPostgresConnector};
 
@@ -84,6 +84,47 @@ impl PostgresOptions {
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     db: DatabaseConnection,
+    notifications: Notifications,
+}
+
+/// The `LISTEN cronflow_work` side of the wake-up: one listening connection per store
+/// (shared by its clones), opened on first use and reopened after an error.
+#[derive(Clone)]
+pub(crate) struct Notifications {
+    pool: sea_orm::sqlx::PgPool,
+    listener: std::sync::Arc<tokio::sync::Mutex<Option<PgListener>>>,
+}
+
+impl std::fmt::Debug for Notifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifications").finish_non_exhaustive()
+    }
+}
+
+impl Notifications {
+    /// Waits for the next notification; after an error, waits a second so that the caller
+    /// falls back to polling rather than spinning.
+    pub(crate) async fn next(&self) {
+        let mut listener = self.listener.lock().await;
+        if listener.is_none() {
+            match PgListener::connect_with(&self.pool).await {
+                Ok(mut l) => match l.listen("cronflow_work").await {
+                    Ok(()) => *listener = Some(l),
+                    Err(e) => tracing::warn!(error = %e, "LISTEN failed; polling only"),
+                },
+                Err(e) => tracing::warn!(error = %e, "no listening connection; polling only"),
+            }
+        }
+        let Some(l) = listener.as_mut() else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return;
+        };
+        if let Err(e) = l.recv().await {
+            tracing::warn!(error = %e, "listening connection lost; reopening");
+            *listener = None;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
 }
 
 impl PostgresStore {
@@ -135,9 +176,11 @@ impl PostgresStore {
             .connect_with(connect)
             .await
             .map_err(|e| open_error(scrub(&e.to_string(), url)))?;
+        let notifications =
+            Notifications { pool: pool.clone(), listener: std::sync::Arc::default() };
         let db = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
         schema::migrate(&db, &location).await?;
-        Ok(Self { db })
+        Ok(Self { db, notifications })
     }
 
     /// Closes the pool, waiting for connections in use to be returned. Other clones of this

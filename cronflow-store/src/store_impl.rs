@@ -42,6 +42,10 @@ macro_rules! delegate_store {
             ) -> Result<(), cronflow_core::StoreError> {
                 crate::lease::release_runs(&self.db, owner, runs).await
             }
+
+            async fn work_available(&self) {
+                self.notifications.next().await
+            }
         });
     };
     (@impl $store:ty, claim = |$batch:ident| $claim:expr, leases = { $($leases:tt)* }) => {

@@ -314,3 +314,61 @@ async fn sqlite_is_not_shared_and_keeps_the_defaults() {
     assert!(store.renew_leases(owner, LONG).await.unwrap().is_empty());
     store.release_runs(owner, &[runs[0].id]).await.unwrap();
 }
+
+#[tokio::test]
+async fn released_runs_wake_other_instances_at_once() {
+    let Some((_schema, store)) = pg().await else { return };
+    let (a, b) = (InstanceId::new(), InstanceId::new());
+    let runs = unowned_runs(&store, 1).await;
+    assert_eq!(store.claim_runs(a, LONG, 10).await.unwrap().len(), 1);
+    // B waits for a wake-up (not a poll) while A releases its run.
+    let listener = store.clone();
+    let woken = tokio::spawn(async move {
+        tokio::time::timeout(Duration::from_secs(10), listener.work_available()).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await; // the LISTEN is in place
+    store.release_runs(a, &[runs[0].id]).await.unwrap();
+    assert!(woken.await.unwrap().is_ok(), "NOTIFY woke the waiting claimer");
+    assert_eq!(store.claim_runs(b, LONG, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_full_engine_hands_new_runs_to_another_instance_without_waiting_for_a_poll() {
+    use cronflow_core::{Engine, MockExecutor, Workflow};
+    let Some((schema, store_a)) = pg().await else { return };
+    let store_b = PostgresStore::connect(&schema.url()).await.unwrap();
+    let flow = Workflow::new("handoff").step("work").build().unwrap();
+    let a_exec = MockExecutor::new().returns("work", "a").delay("work", Duration::from_millis(200));
+    let b_exec = MockExecutor::new().returns("work", "b");
+    let a = Engine::builder()
+        .store(store_a)
+        .executor(a_exec)
+        .workflow(flow.clone())
+        .max_active_runs(1)
+        .start()
+        .await
+        .unwrap();
+    // B polls only once an hour: only the NOTIFY can make it pick runs up promptly.
+    let b = Engine::builder()
+        .store(store_b)
+        .executor(b_exec.clone())
+        .workflow(flow)
+        .claim_interval(Duration::from_secs(3600))
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // B's LISTEN is in place
+    let started = std::time::Instant::now();
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        runs.push(a.handle().trigger("handoff", serde_json::json!(null)).await.unwrap());
+    }
+    for run in &runs {
+        let report = a.handle().wait(*run).await.unwrap();
+        assert_eq!(report.status(), RunStatus::Completed);
+    }
+    assert!(b_exec.call_count("work") >= 3, "B ran the runs A had no room for");
+    assert!(started.elapsed() < Duration::from_secs(10), "handed over promptly");
+    a.shutdown(LONG).await.unwrap();
+    b.shutdown(LONG).await.unwrap();
+}

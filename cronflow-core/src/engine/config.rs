@@ -135,8 +135,11 @@ impl<S, E> EngineBuilder<S, E> {
         self
     }
 
-    /// Most runs this instance claims from a [shared](Store::shared) store (default 100,000);
-    /// runs it triggers itself are not limited.
+    /// Most runs this instance executes at once on a [shared](Store::shared) store (default
+    /// 100,000). It claims no more than that; a run triggered here while it is full is recorded
+    /// and left for another instance (or for this one once it has room).
+    ///
+    /// On a store that is not shared there is no other instance, and no limit.
     pub fn max_active_runs(mut self, limit: usize) -> Self {
         self.config.max_active_runs = limit;
         self

@@ -121,6 +121,8 @@ pub(crate) struct Driver {
     claimed: Vec<ClaimedRun>,
     /// Runs this instance claimed but could not resume (the log says why).
     pub(crate) unresumable: HashSet<RunId>,
+    /// Runs triggered here while full, committed and then released for other instances.
+    pub(crate) shed: Vec<RunId>,
     shutdown: Option<Instant>,
 }
 
@@ -152,6 +154,7 @@ impl Driver {
             finished: Vec::new(),
             claimed: Vec::new(),
             unresumable: HashSet::new(),
+            shed: Vec::new(),
             shutdown: None,
         }
     }
@@ -238,9 +241,20 @@ impl Driver {
                     created_at: now,
                 });
                 let (machine, commands) = RunMachine::start(Arc::clone(def), run_id, payload, now);
+                self.accepted.push((run_id, reply));
+                if self.leases.is_some() && self.runs.len() >= self.config.max_active_runs {
+                    // Full: record the run and leave its execution to another instance (its
+                    // lease is released after the commit, which wakes their claimers).
+                    for command in commands {
+                        if let Command::Record(event) = command {
+                            self.batch.events.push((run_id, event));
+                        }
+                    }
+                    self.shed.push(run_id);
+                    return;
+                }
                 let fence = if self.leases.is_some() { 1 } else { 0 };
                 self.runs.insert(run_id, ActiveRun::new(machine, fence));
-                self.accepted.push((run_id, reply));
                 self.carry_out(run_id, commands);
             }
             Input::Cancel { run_id, reason, reply } => {
@@ -395,6 +409,7 @@ impl Driver {
         for (_, reply) in self.cancelled.drain(..) {
             let _ = reply.send(true);
         }
+        self.release_shed().await;
         for run_id in self.finished.drain(..) {
             if let Some(run) = self.runs.remove(&run_id) {
                 for watcher in run.watchers {

@@ -67,7 +67,10 @@ pub(crate) fn spawn_background(
     });
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(claim_interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(claim_interval) => {}
+                () = store.work_available() => {}
+            }
             if inputs.is_closed() {
                 return;
             }
@@ -190,6 +193,19 @@ impl Driver {
             {
                 self.batch.fences.push((id, run.fence));
             }
+        }
+    }
+
+    /// Releases the runs this full instance created for others (after their commit).
+    pub(crate) async fn release_shed(&mut self) {
+        let Some(leases) = &self.leases else { return };
+        if self.shed.is_empty() {
+            return;
+        }
+        let shed = std::mem::take(&mut self.shed);
+        if let Err(e) = self.store.release_runs(leases.instance, &shed).await {
+            warn!(error = %e, runs = shed.len(), "releasing runs for other instances failed; \
+                their leases expire on their own");
         }
     }
 

@@ -115,11 +115,19 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
-    /// Gives up `owner`'s leases on `runs` (at shutdown), so that other instances can claim
-    /// them at once instead of waiting for the leases to expire. The default does nothing.
+    /// Gives up `owner`'s leases on `runs` (at shutdown, or for runs an instance that is full
+    /// leaves to others), so that other instances can claim them at once instead of waiting
+    /// for the leases to expire. The default does nothing.
     async fn release_runs(&self, owner: InstanceId, runs: &[RunId]) -> Result<(), StoreError> {
         let _ = (owner, runs);
         Ok(())
+    }
+
+    /// Resolves when runs may have become claimable (another instance released some): the
+    /// prompt wake-up of a shared store's claimers, such as PostgreSQL's `LISTEN`. It may
+    /// resolve spuriously. The default never resolves: claimers then only poll.
+    async fn work_available(&self) {
+        std::future::pending::<()>().await
     }
 }
 
