@@ -26,6 +26,8 @@ pub(crate) struct EngineConfig {
     pub(crate) max_inputs_per_turn: usize,
     pub(crate) max_active_runs: usize,
     pub(crate) lease: Duration,
+    /// `None`: a third of the lease.
+    pub(crate) heartbeat: Option<Duration>,
     pub(crate) claim_interval: Duration,
 }
 
@@ -37,6 +39,7 @@ impl Default for EngineConfig {
             max_inputs_per_turn: 4096,
             max_active_runs: 100_000,
             lease: Duration::from_secs(10),
+            heartbeat: None,
             claim_interval: Duration::from_secs(1),
         }
     }
@@ -147,9 +150,16 @@ impl<S, E> EngineBuilder<S, E> {
 
     /// How long this instance holds a run of a shared store without renewing (default 10 s):
     /// when an instance dies, its runs continue on another within about this long. Leases are
-    /// renewed every third of it.
+    /// renewed every third of it unless [`EngineBuilder::heartbeat`] says otherwise.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease.max(Duration::from_millis(30));
+        self
+    }
+
+    /// How often this instance renews its leases on a shared store (default a third of the
+    /// lease). Keep it well under the lease: a renewal that comes late loses the runs.
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.config.heartbeat = Some(every.max(Duration::from_millis(10)));
         self
     }
 

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{error, warn};
 
+use crate::engine::config::EngineConfig;
 use crate::engine::driver::{ActiveRun, Driver, Input, WatchEnd};
 use crate::error::EngineError;
 use crate::id::{InstanceId, RunId};
@@ -38,20 +39,22 @@ impl Leases {
     }
 }
 
-/// Starts the heartbeat (every third of the lease) and the claimer (every `claim_interval`,
-/// for as many runs as `room` says the driver can take). Both end when the driver is gone.
+/// Starts the heartbeat (every `heartbeat`, by default a third of the lease) and the claimer
+/// (every `claim_interval` or when the store signals work, for as many runs as `room` says the
+/// driver can take). Both end when the driver is gone.
 pub(crate) fn spawn_background(
     store: Arc<dyn Store>,
     inputs: mpsc::UnboundedSender<Input>,
     instance: InstanceId,
-    lease: Duration,
-    claim_interval: Duration,
+    config: &EngineConfig,
     room: Arc<AtomicUsize>,
 ) {
+    let (lease, claim_interval) = (config.lease, config.claim_interval);
+    let heartbeat = config.heartbeat.unwrap_or(lease / 3);
     let (heartbeat_store, heartbeat_inputs) = (Arc::clone(&store), inputs.clone());
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(lease / 3).await;
+            tokio::time::sleep(heartbeat).await;
             let asked_at = Instant::now();
             let input = match heartbeat_store.renew_leases(instance, lease).await {
                 Ok(held) => Input::Held { held, asked_at },

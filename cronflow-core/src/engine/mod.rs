@@ -101,9 +101,8 @@ impl Engine {
             info!(resumed, %instance, "resuming unfinished runs");
         }
         if store.shared() {
-            let (lease, every) = (config.lease, config.claim_interval);
             let room = driver.room();
-            lease::spawn_background(Arc::clone(&store), tx.clone(), instance, lease, every, room);
+            lease::spawn_background(Arc::clone(&store), tx.clone(), instance, &config, room);
         }
         let driver = tokio::spawn(driver.run());
         let shared = Arc::new(Shared { tx, store, executor, config: builder.config });
