@@ -1,0 +1,168 @@
+// Type declarations of the cronflow JavaScript SDK (definition side).
+
+/** `"250ms"`, `"30s"`, `"5m"`, `"2h"`, `"1d"`, `"1h30m"`, or whole milliseconds. */
+export type Duration = string | number;
+
+/** Thrown when a workflow definition is invalid; the message names the offending call. */
+export class CronflowDefinitionError extends Error {
+  name: 'CronflowDefinitionError';
+}
+
+export interface RetryOptions {
+  /** Total attempts including the first (at least 1). */
+  maxAttempts: number;
+  /** Default `'exponential'`. */
+  backoff?: 'fixed' | 'linear' | 'exponential';
+  delay?: Duration;
+  maxDelay?: Duration;
+  multiplier?: number;
+  jitter?: boolean;
+  /** Only errors with these names are retried. */
+  retryOn?: string[];
+}
+
+/** A number is shorthand for `{ maxAttempts: n }`. */
+export type Retry = number | RetryOptions;
+
+export interface DefineOptions {
+  /** Workflow id: letters, digits, `_`, `.`, `:` and `-`. */
+  id: string;
+  name?: string;
+  description?: string;
+  version?: string | number;
+  /** Whole-run timeout. */
+  timeout?: Duration;
+  /** Default timeout of each task. */
+  stepTimeout?: Duration;
+  /** Default retry policy of each task. */
+  retry?: Retry;
+  /** A number is shorthand for `{ limit }`; `key` is a JSON pointer into the payload. */
+  concurrency?: number | { limit: number; key?: string };
+  rateLimit?: { limit: number; period: Duration; key?: string };
+}
+
+/** What a handler receives (provided by the worker runtime). */
+export interface StepContext<P = any> {
+  payload: P;
+  steps: Record<string, { output: any }>;
+  last: any;
+  run: { id: string; workflowId: string; attempt: number };
+  idempotencyKey: string;
+  signal: AbortSignal;
+  log: {
+    debug(message: string, fields?: Record<string, unknown>): void;
+    info(message: string, fields?: Record<string, unknown>): void;
+    warn(message: string, fields?: Record<string, unknown>): void;
+    error(message: string, fields?: Record<string, unknown>): void;
+  };
+}
+
+export type Handler<T = any> = (ctx: StepContext) => T | Promise<T>;
+
+export interface TaskOptions {
+  timeout?: Duration;
+  retry?: Retry;
+}
+
+export type OnTimeout = 'fail' | 'continue';
+
+export interface PauseOptions {
+  timeout?: Duration;
+  /** Default `'fail'`. */
+  onTimeout?: OnTimeout;
+  /** Called with the resume token (handler name `<id>.onPause`). */
+  onPause?: Handler;
+}
+
+export interface WaitForEventOptions {
+  /** Fields the event payload must contain with these values. */
+  match?: Record<string, unknown>;
+  timeout?: Duration;
+  onTimeout?: OnTimeout;
+}
+
+export type BranchFn = (branch: SequenceBuilder) => unknown;
+
+/** The node builders, shared by a workflow and by bodies and branches. Node ids are the names. */
+export interface SequenceBuilder {
+  step(name: string, fn: Handler, options?: TaskOptions): this;
+  action(name: string, fn: Handler, options?: TaskOptions): this;
+  /** Sets the retry policy of the last step or action. */
+  retry(policy: Retry): this;
+  /** Sets the timeout of the last step or action. */
+  timeout(duration: Duration): this;
+  /** Condition handlers are named `<id>.condition.<i>`. */
+  if(name: string, condition: Handler): this;
+  /** `name` labels the branch in error messages. */
+  elseIf(name: string, condition: Handler): this;
+  elseIf(condition: Handler): this;
+  else(): this;
+  endIf(): this;
+  /** Each function receives a branch builder; an unnamed node gets the id `parallel-<n>`. */
+  parallel(branches: BranchFn[]): this;
+  parallel(name: string, branches: BranchFn[]): this;
+  race(branches: BranchFn[]): this;
+  race(name: string, branches: BranchFn[]): this;
+  /** The items handler is named `<id>.items`. */
+  forEach(name: string, items: Handler<unknown[]>, body: BranchFn, options?: { concurrency?: number }): this;
+  batch(name: string, items: Handler<unknown[]>, size: number, body: BranchFn): this;
+  /** The condition handler is named `<id>.condition`; `maxIterations` defaults to 1000. */
+  while(name: string, condition: Handler, body: BranchFn, options?: { maxIterations?: number }): this;
+  /** A duration, or a `Date` / RFC 3339 time to sleep until. */
+  sleep(name: string, durationOrDate: Duration | Date): this;
+  pause(name: string, options?: PauseOptions): this;
+  humanInTheLoop(name: string, options?: PauseOptions): this;
+  waitForEvent(name: string, event: string, options?: WaitForEventOptions): this;
+  /** The payload handler is named `<id>.payload`; without it the child gets the parent's payload. */
+  subflow(name: string, workflow: string | WorkflowBuilder, options?: { payload?: Handler }): this;
+  cancel(name: string, reason?: string): this;
+}
+
+export interface WebhookOptions {
+  method?: string;
+  secret?: string;
+  /** Further settings, emitted with snake_case keys. */
+  [setting: string]: unknown;
+}
+
+/** A JSON workflow definition object, schema 1 (see the Rust `WorkflowDef`). */
+export interface WDO {
+  schema: 1;
+  id: string;
+  version?: string;
+  name?: string;
+  description?: string;
+  triggers?: Array<Record<string, unknown> & { type: string }>;
+  options?: Record<string, unknown>;
+  nodes: Array<Record<string, unknown> & { type: string; id: string }>;
+}
+
+export interface WorkflowBuilder extends SequenceBuilder {
+  readonly id: string;
+  onSchedule(cron: string, options?: { timezone?: string }): this;
+  onInterval(every: Duration): this;
+  onWebhook(path: string, options?: WebhookOptions): this;
+  onEvent(name: string): this;
+  /** `fn` returns new items; `key` is a JSON pointer to each item's dedupe key. */
+  onPoll(name: string, fn: Handler<unknown[]>, options: { every: Duration; key?: string }): this;
+  manual(): this;
+  /** Handler name -> function, for the worker runtime. */
+  handlers(): Map<string, Handler>;
+  /** A fresh plain JSON object; throws if an `.if()` is unclosed or there are no nodes. */
+  toWDO(): WDO;
+  toJSON(): WDO;
+}
+
+export const SCHEMA_VERSION: 1;
+export function define(options: DefineOptions): WorkflowBuilder;
+/** Every workflow defined so far in this module instance, in definition order. */
+export function workflows(): WorkflowBuilder[];
+export function parseDuration(value: Duration): number;
+export function formatDuration(ms: number): string;
+
+export const cronflow: {
+  readonly define: typeof define;
+  readonly workflows: typeof workflows;
+  readonly SCHEMA_VERSION: 1;
+};
+export default cronflow;
