@@ -22,8 +22,12 @@ const DEFINE_KEYS = [
   'retry',
 ];
 
-/** Workflows defined in this module instance, in definition order. */
-const registry = new Map();
+/**
+ * Workflows defined so far, in definition order. Kept on `globalThis` so that several copies of
+ * the SDK in one process (the worker runtime's and the user's) share one registry.
+ */
+const REGISTRY = Symbol.for('cronflow.workflows');
+const registry = (globalThis[REGISTRY] ??= new Map());
 
 /** What every builder of one workflow shares: node ids, handlers and error reporting. */
 export class Scope {

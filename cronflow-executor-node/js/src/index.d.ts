@@ -48,6 +48,9 @@ export interface StepContext<P = any> {
   last: any;
   run: { id: string; workflowId: string; attempt: number };
   idempotencyKey: string;
+  /** When the attempt times out (the engine enforces it), or null. */
+  deadline: Date | null;
+  /** Aborted when the engine cancels the task. */
   signal: AbortSignal;
   log: {
     debug(message: string, fields?: Record<string, unknown>): void;

@@ -1,0 +1,297 @@
+// The worker runtime: the Rust pool runs `node src/worker.js` with CRONFLOW_MODULE and
+// CRONFLOW_SOCKET; the worker connects to the socket, imports the user's module, sends `ready`
+// with its WDOs and then runs the handlers the engine asks for. See PROTOCOL.md.
+
+import net from 'node:net';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { workflows } from './builder.js';
+import { FrameDecoder, lineWriter, parseMaxFrame } from './protocol.js';
+
+export const PROTOCOL_VERSION = 1;
+const LEVELS = ['debug', 'info', 'warn', 'error'];
+
+function die(message, code) {
+  process.stderr.write(`cronflow worker: ${message}\n`);
+  process.exit(code);
+}
+
+/** Imports the module (ESM or CommonJS); falls back to `require` for file types import rejects. */
+async function loadModule(path) {
+  try {
+    return await import(pathToFileURL(path).href);
+  } catch (e) {
+    if (e?.code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw e;
+    return { default: createRequire(pathToFileURL(path).href)(path) };
+  }
+}
+
+function isWorkflow(value) {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof value.id === 'string' &&
+    typeof value.handlers === 'function' &&
+    typeof value.toWDO === 'function'
+  );
+}
+
+/** The workflows of the SDK registry plus any workflow builder the module exports. */
+function collectWorkflows(namespace) {
+  const list = [...workflows()];
+  const ids = new Set(list.map((w) => w.id));
+  const add = (value) => {
+    if (Array.isArray(value)) return value.forEach(add);
+    if (isWorkflow(value) && !ids.has(value.id)) {
+      ids.add(value.id);
+      list.push(value);
+    }
+  };
+  for (const value of Object.values(namespace ?? {})) add(value);
+  const cjs = namespace?.default;
+  if (cjs !== null && typeof cjs === 'object' && !isWorkflow(cjs)) Object.values(cjs).forEach(add);
+  return list;
+}
+
+/** A short description of a thrown non-Error value. */
+function describeValue(value) {
+  let text;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'bigint') text = `${value}n`;
+  else if (typeof value === 'function') text = 'a function';
+  else if (typeof value === 'symbol' || value === undefined) text = String(value);
+  else {
+    try {
+      text = JSON.stringify(value) ?? String(value);
+    } catch {
+      text = Object.prototype.toString.call(value);
+    }
+  }
+  if (text.length > 1000) text = `${text.slice(0, 1000)}...`;
+  return `a non-Error value was thrown: ${text}`;
+}
+
+/** `{name, message, stack?, code?, retryable?}` of anything thrown. */
+export function describeError(e) {
+  const errorLike = e instanceof Error || (e !== null && typeof e === 'object' && typeof e.message === 'string');
+  if (!errorLike) return { name: 'Error', message: describeValue(e) };
+  const out = {
+    name: typeof e.name === 'string' && e.name !== '' ? e.name : 'Error',
+    message: String(e.message),
+  };
+  if (typeof e.stack === 'string') out.stack = e.stack;
+  if (e.code !== undefined && e.code !== null) out.code = String(e.code);
+  if (e.retryable === false) out.retryable = false;
+  return out;
+}
+
+class Worker {
+  constructor(socket, modulePath, maxFrame) {
+    this.socket = socket;
+    this.modulePath = modulePath;
+    this.maxFrame = maxFrame;
+    this.write = lineWriter(socket);
+    this.inflight = new Map(); // task id -> AbortController
+    this.shuttingDown = false;
+    this.exiting = false;
+  }
+
+  async start() {
+    let list;
+    try {
+      const namespace = await loadModule(this.modulePath);
+      list = collectWorkflows(namespace);
+      if (list.length === 0) {
+        const e = new Error(
+          `module ${this.modulePath} defines no workflow: call cronflow.define(...) from the 'cronflow' package`,
+        );
+        e.name = 'NoWorkflows';
+        throw e;
+      }
+      this.wdos = list.map((w) => w.toWDO());
+    } catch (e) {
+      const { name, message, stack } = describeError(e);
+      const line = JSON.stringify({ type: 'load_error', module: this.modulePath, error: { name, message, stack } });
+      process.exitCode = 1;
+      this.socket.end(`${line}\n`, () => process.exit());
+      return;
+    }
+    this.byWorkflow = new Map(list.map((w) => [w.id, w.handlers()]));
+    this.write(JSON.stringify({ type: 'ready', protocol: PROTOCOL_VERSION, pid: process.pid, workflows: this.wdos }));
+    this.wdos = null;
+    const decoder = new FrameDecoder(this.maxFrame, (message) => this.onMessage(message));
+    this.socket.on('data', (chunk) => {
+      try {
+        decoder.push(chunk);
+      } catch (e) {
+        this.protocolError(e.message);
+      }
+    });
+  }
+
+  protocolError(message) {
+    if (this.exiting) return;
+    this.exiting = true;
+    process.stderr.write(`cronflow worker: protocol error: ${message}\n`);
+    this.write(JSON.stringify({ type: 'log', id: null, level: 'error', message: `protocol error: ${message}`, fields: {} }));
+    process.exitCode = 2;
+    this.socket.end(() => process.exit());
+    setTimeout(() => process.exit(), 1000).unref();
+  }
+
+  onMessage(message) {
+    switch (message?.type) {
+      case 'task':
+        return this.startTask(message);
+      case 'cancel':
+        this.inflight.get(message.id)?.abort(new DOMException('the task was cancelled by the engine', 'AbortError'));
+        return;
+      case 'shutdown':
+        this.shuttingDown = true;
+        return this.maybeExit();
+      default:
+        this.log(null, 'warn', `ignored a message of unknown type ${JSON.stringify(message?.type)}`);
+    }
+  }
+
+  findHandler(workflowId, name) {
+    const own = this.byWorkflow.get(workflowId)?.get(name);
+    if (own) return own;
+    for (const handlers of this.byWorkflow.values()) {
+      const fn = handlers.get(name);
+      if (fn) return fn;
+    }
+    return undefined;
+  }
+
+  startTask({ id, handler: name, task = {} }) {
+    if (typeof id !== 'number' && typeof id !== 'string') {
+      return this.log(null, 'error', `ignored a task without a valid id (handler ${JSON.stringify(name)})`);
+    }
+    if (this.shuttingDown) {
+      return this.sendError(id, { name: 'ShuttingDown', message: 'the worker is shutting down' });
+    }
+    const fn = this.findHandler(task.workflow_id, name);
+    if (typeof fn !== 'function') {
+      return this.sendError(id, {
+        name: 'UnknownHandler',
+        message: `no handler named ${JSON.stringify(name)} in workflow ${JSON.stringify(task.workflow_id)} of module ${this.modulePath}`,
+        retryable: false,
+      });
+    }
+    const controller = new AbortController();
+    this.inflight.set(id, controller);
+    const ctx = this.context(id, task, controller.signal);
+    const done = (send) => {
+      send();
+      this.inflight.delete(id);
+      this.maybeExit();
+    };
+    const ok = (output) => done(() => this.sendOutput(id, name, output));
+    const fail = (e) => done(() => this.sendError(id, describeError(e)));
+    let result;
+    try {
+      result = fn(ctx);
+    } catch (e) {
+      return fail(e);
+    }
+    if (result !== null && typeof result?.then === 'function') result.then(ok, fail);
+    else ok(result);
+  }
+
+  context(id, task, signal) {
+    const steps = {};
+    for (const [node, output] of Object.entries(task.steps ?? {})) steps[node] = { output };
+    const log = {};
+    for (const level of LEVELS) log[level] = (message, fields) => this.log(id, level, message, fields);
+    return {
+      payload: task.payload ?? null,
+      steps,
+      last: task.last ?? null,
+      run: { id: task.run_id, workflowId: task.workflow_id, attempt: task.attempt },
+      idempotencyKey: task.idempotency_key,
+      deadline: task.deadline ? new Date(task.deadline) : null,
+      signal,
+      log,
+    };
+  }
+
+  sendOutput(id, name, output) {
+    let text = 'null';
+    if (output !== undefined) {
+      try {
+        text = JSON.stringify(output);
+      } catch (e) {
+        return this.sendError(id, {
+          name: 'SerializationError',
+          message: `the output of handler ${JSON.stringify(name)} is not JSON-serialisable: ${e.message}`,
+          retryable: false,
+        });
+      }
+      if (text === undefined) {
+        return this.sendError(id, {
+          name: 'SerializationError',
+          message: `the output of handler ${JSON.stringify(name)} is a ${typeof output}, which is not JSON-serialisable`,
+          retryable: false,
+        });
+      }
+    }
+    const line = `{"type":"result","id":${JSON.stringify(id)},"ok":true,"output":${text}}`;
+    const bytes = Buffer.byteLength(line);
+    if (bytes > this.maxFrame) {
+      return this.sendError(id, {
+        name: 'OutputTooLarge',
+        message: `the output of handler ${JSON.stringify(name)} is ${bytes} bytes once serialised, over the maximum frame of ${this.maxFrame} bytes`,
+        retryable: false,
+      });
+    }
+    this.write(line);
+  }
+
+  sendError(id, error) {
+    this.write(JSON.stringify({ type: 'result', id, ok: false, error }));
+  }
+
+  log(id, level, message, fields) {
+    let line;
+    try {
+      line = JSON.stringify({ type: 'log', id, level, message: String(message), fields: fields ?? {} });
+    } catch (e) {
+      const note = { fields_error: `log fields are not JSON-serialisable: ${e.message}` };
+      line = JSON.stringify({ type: 'log', id, level, message: String(message), fields: note });
+    }
+    if (Buffer.byteLength(line) <= this.maxFrame) this.write(line);
+  }
+
+  maybeExit() {
+    if (!this.shuttingDown || this.inflight.size > 0 || this.exiting) return;
+    this.exiting = true;
+    this.socket.end(() => process.exit());
+  }
+}
+
+function main() {
+  const modulePath = process.env.CRONFLOW_MODULE;
+  const socketPath = process.env.CRONFLOW_SOCKET;
+  if (!modulePath) die('CRONFLOW_MODULE is not set (the absolute path of the workflow module)', 2);
+  if (!socketPath) die('CRONFLOW_SOCKET is not set (the Unix socket to connect to)', 2);
+  let maxFrame;
+  try {
+    maxFrame = parseMaxFrame(process.env.CRONFLOW_MAX_FRAME);
+  } catch (e) {
+    die(e.message, 2);
+  }
+  const socket = net.createConnection(socketPath);
+  let connected = false;
+  socket.on('error', (e) => {
+    if (!connected) die(`cannot connect to ${socketPath}: ${e.message}`, 2);
+    process.exit(); // the Rust side went away (code 0 unless a load or protocol error is pending)
+  });
+  socket.on('end', () => process.exit());
+  socket.once('connect', () => {
+    connected = true;
+    new Worker(socket, modulePath, maxFrame).start().catch((e) => die(e?.stack ?? String(e), 2));
+  });
+}
+
+main();
