@@ -66,24 +66,10 @@ fn emitted_wdos_are_read_by_the_rust_model() {
             serde_json::to_value(t).expect("trigger")["type"].as_str().expect("type").to_string()
         }));
     }
-    for kind in [
-        "step",
-        "action",
-        "if",
-        "parallel",
-        "race",
-        "for_each",
-        "batch",
-        "while",
-        "sleep",
-        "pause",
-        "wait_for_event",
-        "subflow",
-        "cancel",
-    ] {
+    for kind in cronflow_core::Node::KINDS {
         assert!(kinds.contains(&kind), "the catalog has no `{kind}` node");
     }
-    for kind in ["manual", "schedule", "interval", "webhook", "event", "poll"] {
+    for kind in cronflow_core::TriggerDef::KINDS {
         assert!(triggers.iter().any(|k| k == kind), "the catalog has no `{kind}` trigger");
     }
 }

@@ -367,7 +367,31 @@ pub struct CancelNode {
     pub reason: Option<String>,
 }
 
+impl TriggerDef {
+    /// Every trigger `type` of schema 1.
+    pub const KINDS: [&'static str; 6] =
+        ["manual", "schedule", "interval", "webhook", "event", "poll"];
+}
+
 impl Node {
+    /// Every node `type` of schema 1, in the order the documentation lists them
+    /// (what [`Node::kind`] returns).
+    pub const KINDS: [&'static str; 13] = [
+        "step",
+        "action",
+        "if",
+        "parallel",
+        "race",
+        "for_each",
+        "batch",
+        "while",
+        "sleep",
+        "pause",
+        "wait_for_event",
+        "subflow",
+        "cancel",
+    ];
+
     /// The node's id.
     pub fn id(&self) -> &str {
         match self {

@@ -8,27 +8,6 @@ use std::time::Duration;
 use crate::error::{WdoError, WdoProblem};
 use crate::wdo::SCHEMA_VERSION;
 
-/// Every node `type`, in the order the documentation lists them.
-pub(super) const NODE_KINDS: [&str; 13] = [
-    "step",
-    "action",
-    "if",
-    "parallel",
-    "race",
-    "for_each",
-    "batch",
-    "while",
-    "sleep",
-    "pause",
-    "wait_for_event",
-    "subflow",
-    "cancel",
-];
-
-/// Every trigger `type`.
-pub(super) const TRIGGER_KINDS: [&str; 6] =
-    ["manual", "schedule", "interval", "webhook", "event", "poll"];
-
 /// How deep node sequences may nest. JSON text cannot get near this (serde_json stops at 128
 /// levels of brackets); the limit keeps the recursive walks safe on values built in code.
 pub(super) const MAX_DEPTH: usize = 64;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::rules::{Checker, NODE_KINDS, TRIGGER_KINDS, field, index, list, shorten};
+use super::rules::{Checker, field, index, list, shorten};
+use super::{Node, TriggerDef};
 use crate::duration::parse_duration;
 
 type Object = Map<String, Value>;
@@ -125,7 +126,7 @@ impl Checker {
 
     fn trigger_value(&mut self, path: &str, value: &Value) {
         let Some(map) = self.object(path, value, "a trigger object") else { return };
-        let Some(kind) = self.kind(path, map, "trigger type", &TRIGGER_KINDS) else { return };
+        let Some(kind) = self.kind(path, map, "trigger type", &TriggerDef::KINDS) else { return };
         let fields: &[&str] = match kind {
             "manual" => &[],
             "schedule" => {
@@ -153,7 +154,7 @@ impl Checker {
                 }
                 &["name"]
             }
-            // "poll", the last of TRIGGER_KINDS.
+            // "poll", the last of TriggerDef::KINDS.
             _ => {
                 if let Some(handler) = self.required_string(path, map, "handler") {
                     self.name(&field(path, "handler"), handler, "handler");
@@ -213,7 +214,7 @@ impl Checker {
         if let Some(id) = self.required_string(path, map, "id") {
             self.node_id(&field(path, "id"), id);
         }
-        let Some(kind) = self.kind(path, map, "node type", &NODE_KINDS) else { return };
+        let Some(kind) = self.kind(path, map, "node type", &Node::KINDS) else { return };
         let mut children: Vec<(String, &Value)> = Vec::new();
         match kind {
             "step" | "action" => {
@@ -328,7 +329,7 @@ impl Checker {
                     self.name(&field(path, "payload"), handler, "payload handler");
                 }
             }
-            // "cancel", the last of NODE_KINDS.
+            // "cancel", the last of Node::KINDS.
             _ => {
                 self.optional_string(path, map, "reason");
             }

@@ -87,24 +87,7 @@ fn a_full_document_with_every_kind_and_trigger_parses() {
     let def = WorkflowDef::from_json(&text).unwrap();
     assert_eq!(def.id, "everything");
     let kinds: Vec<&str> = def.nodes.iter().map(Node::kind).collect();
-    assert_eq!(
-        kinds,
-        [
-            "step",
-            "action",
-            "if",
-            "parallel",
-            "race",
-            "for_each",
-            "batch",
-            "while",
-            "sleep",
-            "pause",
-            "wait_for_event",
-            "subflow",
-            "cancel"
-        ]
-    );
+    assert_eq!(kinds, Node::KINDS);
     assert_eq!(def.triggers.len(), 6);
     match &def.triggers[3] {
         TriggerDef::Webhook { path, method, settings } => {

@@ -48,7 +48,7 @@ fn several_problems_are_all_reported_with_exact_paths() {
     assert!(p[1].1.contains("$.nodes[0].id"), "{}", p[1].1);
     assert_eq!(p[2].1, "must contain at least one node");
     assert!(p[3].1.contains("`loop`"), "{}", p[3].1);
-    for kind in NODE_KINDS_IN_MESSAGE {
+    for kind in crate::Node::KINDS {
         assert!(p[3].1.contains(&format!("`{kind}`")), "{kind} missing from {}", p[3].1);
     }
     assert!(p[4].1.contains("invalid duration") && p[4].1.contains("5 minutes"), "{}", p[4].1);
@@ -61,22 +61,6 @@ fn several_problems_are_all_reported_with_exact_paths() {
     assert!(shown.starts_with("invalid workflow definition (8 problems)"), "{shown}");
     assert!(shown.contains("$.nodes[6].colour: unknown field"), "{shown}");
 }
-
-const NODE_KINDS_IN_MESSAGE: [&str; 13] = [
-    "step",
-    "action",
-    "if",
-    "parallel",
-    "race",
-    "for_each",
-    "batch",
-    "while",
-    "sleep",
-    "pause",
-    "wait_for_event",
-    "subflow",
-    "cancel",
-];
 
 #[test]
 fn a_syntax_error_is_one_problem_at_the_root_with_line_and_column() {
