@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::Utc;
 use cronflow_core::{
-    ClaimedRun, CommitBatch, Engine, InstanceId, Json, MemoryStore, MockExecutor, NewRun,
-    RecordedEvent, RunEvent, RunId, RunQuery, RunRecord, RunReport, RunStatus, Store, StoreError,
-    StoredRun, Workflow, WorkflowDef,
+    CommitBatch, Engine, Json, MemoryStore, MockExecutor, NewRun, RecordedEvent, RunEvent, RunId,
+    RunReport, RunStatus, Store, StoreError, Workflow, WorkflowDef,
 };
 use serde_json::json;
+use support::FaultyStore;
+
+mod support;
 
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -90,64 +91,16 @@ async fn instances_share_unowned_runs_and_each_completes_exactly_once() {
     }
 }
 
-/// A store whose heartbeat can be frozen, as if the instance were stopped (SIGSTOP).
-#[derive(Clone)]
-struct FreezableStore {
-    inner: MemoryStore,
-    frozen: Arc<AtomicBool>,
-}
-
-#[async_trait]
-impl Store for FreezableStore {
-    async fn save_workflow(&self, def: &WorkflowDef) -> Result<u32, StoreError> {
-        self.inner.save_workflow(def).await
-    }
-    async fn load_workflow(&self, id: &str, rev: u32) -> Result<Option<WorkflowDef>, StoreError> {
-        self.inner.load_workflow(id, rev).await
-    }
-    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
-        self.inner.commit(batch).await
-    }
-    async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
-        self.inner.active_runs().await
-    }
-    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
-        self.inner.run(id).await
-    }
-    async fn run_events(&self, id: RunId) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.run_events(id).await
-    }
-    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
-        self.inner.list_runs(query).await
-    }
-    fn shared(&self) -> bool {
-        true
-    }
-    async fn claim_runs(
-        &self,
-        owner: InstanceId,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<ClaimedRun>, StoreError> {
-        self.inner.claim_runs(owner, lease, limit).await
-    }
-    async fn renew_leases(
-        &self,
-        owner: InstanceId,
-        lease: Duration,
-    ) -> Result<Vec<(RunId, u64)>, StoreError> {
-        if self.frozen.load(Ordering::SeqCst) {
-            return Err(StoreError::Database("frozen".into()));
-        }
-        self.inner.renew_leases(owner, lease).await
-    }
-}
-
 #[tokio::test]
 async fn a_frozen_instance_cannot_commit_stale_results() {
     let store = MemoryStore::new();
     let frozen = Arc::new(AtomicBool::new(false));
-    let slow_store = FreezableStore { inner: store.clone(), frozen: Arc::clone(&frozen) };
+    let mut slow_store = FaultyStore::new(store.clone());
+    let is_frozen = Arc::clone(&frozen);
+    // Renewals fail while frozen, as if the instance were stopped (SIGSTOP).
+    slow_store.renew_fault = Some(Arc::new(move || {
+        is_frozen.load(Ordering::SeqCst).then(|| StoreError::Database("frozen".into()))
+    }));
     // Instance A takes the run and is slow on step `one`; its heartbeat then stops.
     let slow = executor(Duration::from_millis(600));
     let a = Engine::builder()

@@ -1,0 +1,83 @@
+//! Test support shared by the engine's integration tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cronflow_core::{
+    ClaimedRun, CommitBatch, InstanceId, MemoryStore, RecordedEvent, RunId, RunQuery, RunRecord,
+    Store, StoreError, StoredRun, WorkflowDef,
+};
+
+/// Decides whether an operation fails: `Some(error)` fails it.
+pub(crate) type Fault = Arc<dyn Fn() -> Option<StoreError> + Send + Sync>;
+
+/// A [`MemoryStore`] whose commits and lease renewals can be made to fail, for tests of the
+/// engine across store outages and frozen heartbeats. Everything else is delegated.
+#[derive(Clone)]
+pub(crate) struct FaultyStore {
+    pub(crate) inner: MemoryStore,
+    pub(crate) commit_fault: Option<Fault>,
+    pub(crate) renew_fault: Option<Fault>,
+}
+
+impl FaultyStore {
+    pub(crate) fn new(inner: MemoryStore) -> Self {
+        Self { inner, commit_fault: None, renew_fault: None }
+    }
+}
+
+fn check(fault: &Option<Fault>) -> Result<(), StoreError> {
+    match fault.as_ref().and_then(|f| f()) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn save_workflow(&self, def: &WorkflowDef) -> Result<u32, StoreError> {
+        self.inner.save_workflow(def).await
+    }
+    async fn load_workflow(&self, id: &str, rev: u32) -> Result<Option<WorkflowDef>, StoreError> {
+        self.inner.load_workflow(id, rev).await
+    }
+    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        check(&self.commit_fault)?;
+        self.inner.commit(batch).await
+    }
+    async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
+        self.inner.active_runs().await
+    }
+    async fn run(&self, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        self.inner.run(id).await
+    }
+    async fn run_events(&self, id: RunId) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.run_events(id).await
+    }
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        self.inner.list_runs(query).await
+    }
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+    async fn claim_runs(
+        &self,
+        owner: InstanceId,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedRun>, StoreError> {
+        self.inner.claim_runs(owner, lease, limit).await
+    }
+    async fn renew_leases(
+        &self,
+        owner: InstanceId,
+        lease: Duration,
+    ) -> Result<Vec<(RunId, u64)>, StoreError> {
+        check(&self.renew_fault)?;
+        self.inner.renew_leases(owner, lease).await
+    }
+    async fn release_runs(&self, owner: InstanceId, runs: &[RunId]) -> Result<(), StoreError> {
+        self.inner.release_runs(owner, runs).await
+    }
+}
