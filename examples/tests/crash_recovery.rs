@@ -5,133 +5,21 @@
 //! duplicated, and every run's history is well formed with no step completion recorded
 //! twice; at the end every run has completed all five steps.
 
-use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasher, RandomState};
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cronflow_core::{RecordedEvent, RunEvent, RunId, RunQuery, RunRecord, RunStatus, Store};
+mod common;
+
+use common::{Host, STEPS, Snapshot, check_history, jitter};
+use cronflow_core::{RunId, RunQuery, RunStatus, Store};
 use cronflow_store::SqliteStore;
 
-/// The steps of the host's `durable-demo` workflow, in order.
-const STEPS: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
 /// Runs started by the first host.
 const RUNS: usize = 300;
 /// How long each step's handler sleeps: a run takes at least five times this.
 const STEP_MS: u64 = 150;
-
-/// A running `durable_host` process; dropping it kills the process, so a failing test
-/// leaves no orphan behind.
-struct Host {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Host {
-    fn start(db: &Path, args: &[&str]) -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_durable_host"))
-            .arg("--db")
-            .arg(db)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn durable_host");
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, stdout) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let err = child.stderr.take().expect("piped stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let log = Arc::clone(&stderr);
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Host { child, stdout, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The next stdout line, or a panic explaining what was awaited once `deadline` passes or
-    /// the host exits.
-    fn next_line(&mut self, deadline: Instant, awaiting: &str) -> String {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.stdout.recv_timeout(left) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => {
-                panic!("timed out awaiting {awaiting}; host stderr:\n{}", self.stderr())
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.wait_exit(Duration::from_secs(5));
-                panic!(
-                    "host closed stdout ({status}) while awaiting {awaiting}; stderr:\n{}",
-                    self.stderr()
-                )
-            }
-        }
-    }
-
-    /// Waits for the host to exit on its own, killing it after `timeout`.
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                panic!("host did not exit within {timeout:?}; stderr:\n{}", self.stderr());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// SIGKILL (on Unix), then reap.
-    fn kill(mut self) {
-        self.child.kill().expect("kill durable_host");
-        self.child.wait().expect("reap durable_host");
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A random duration in `[lo, hi)` milliseconds (std's hasher keys are random per process).
-fn jitter(lo: u64, hi: u64) -> Duration {
-    Duration::from_millis(lo + RandomState::new().hash_one(0u8) % (hi - lo))
-}
-
-/// What the store holds about the accepted runs at one moment.
-#[derive(Debug, Default)]
-struct Snapshot {
-    running: usize,
-    /// Running runs with some but not all steps completed.
-    partial: usize,
-    completed: usize,
-    /// Step completions recorded, over all runs.
-    steps_done: usize,
-}
 
 /// Reads every accepted run from the store and checks what must hold at any instant: each
 /// accepted run is stored once, and each history is well formed with no step completed twice.
@@ -178,59 +66,22 @@ fn inspect(rt: &tokio::runtime::Runtime, db: &Path, accepted: &[RunId]) -> Snaps
     snapshot
 }
 
-/// Checks one run's history and returns how many of its steps have completed.
-fn check_history(run: &RunRecord, history: &[RecordedEvent]) -> usize {
-    let id = run.id;
-    for (i, event) in history.iter().enumerate() {
-        assert_eq!(event.seq as usize, i, "run {id}: history seq has a gap: {history:#?}");
-    }
-    assert!(
-        matches!(history.first().map(|e| &e.event), Some(RunEvent::RunStarted)),
-        "run {id}: history does not start with run_started: {history:#?}"
-    );
-    let starts = history.iter().filter(|e| e.event == RunEvent::RunStarted).count();
-    assert_eq!(starts, 1, "run {id}: run_started recorded {starts} times");
-
-    let terminal: Vec<usize> =
-        (0..history.len()).filter(|&i| history[i].event.terminal_status().is_some()).collect();
-    match run.status {
-        RunStatus::Running => assert!(terminal.is_empty(), "run {id}: running, yet ended"),
-        status => {
-            assert_eq!(terminal, [history.len() - 1], "run {id}: not one terminal event, last");
-            assert_eq!(history[terminal[0]].event.terminal_status(), Some(status));
-        }
-    }
-
-    // The workflow is linear: the k-th step completion must be step k, each exactly once.
-    let mut done = HashMap::new();
-    for event in history {
-        if let RunEvent::TaskSucceeded { task, output, .. } = &event.event {
-            if let Some(seq) = done.insert(task.as_str().to_string(), event.seq) {
-                panic!(
-                    "run {id}: step {task} completion recorded twice (seq {seq} and {})",
-                    event.seq
-                );
-            }
-            let expected = STEPS.get(done.len() - 1).copied();
-            assert_eq!(Some(task.as_str()), expected, "run {id}: steps out of order");
-            let output = output.to_value();
-            assert_eq!(output["step"], task.as_str(), "run {id}: {task} has another's output");
-        }
-    }
-    done.len()
-}
-
 #[test]
 fn killed_host_loses_no_run_and_records_no_step_twice() {
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("durable.db");
+    let db_arg = db.to_str().expect("a UTF-8 temp path");
     let step_ms = STEP_MS.to_string();
 
     // 1. Start RUNS runs, wait until every trigger has returned, and kill the host while
     //    the runs are going (each needs at least 5 x STEP_MS).
-    let mut host = Host::start(&db, &["--trigger", &RUNS.to_string(), "--step-ms", &step_ms]);
+    let mut host = Host::start(
+        "host",
+        &["--db", db_arg],
+        &["--trigger", &RUNS.to_string(), "--step-ms", &step_ms],
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let line = host.next_line(deadline, "the `instance` line");
     assert!(line.starts_with("instance "), "unexpected first line: {line}");
@@ -254,7 +105,7 @@ fn killed_host_loses_no_run_and_records_no_step_twice() {
 
     // 2. Restart without new runs (it resumes them) and kill it again shortly after: while it
     //    is replaying, or re-running the steps the first host was running, or just after.
-    let host = Host::start(&db, &["--step-ms", &step_ms]);
+    let host = Host::start("host", &["--db", db_arg], &["--step-ms", &step_ms]);
     thread::sleep(jitter(100, 350));
     host.kill();
     let second = inspect(&rt, &db, &accepted);
@@ -262,7 +113,7 @@ fn killed_host_loses_no_run_and_records_no_step_twice() {
     assert!(second.steps_done >= first.steps_done, "recorded step completions vanished");
 
     // 3. Restart and let it finish.
-    let mut host = Host::start(&db, &["--step-ms", &step_ms]);
+    let mut host = Host::start("host", &["--db", db_arg], &["--step-ms", &step_ms]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let line = host.next_line(deadline, "the `instance` line");
     assert!(line.starts_with("instance "), "unexpected first line: {line}");

@@ -12,22 +12,22 @@
 //! own, `cf_inst_<random>`, dropped when the test ends (even when it panics). The tests run
 //! one at a time: their timings mean something only when they do not share the two cores.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{BufRead, BufReader, Write as _};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::io::Write as _;
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cronflow_core::{RecordedEvent, RunEvent, RunId, RunQuery, RunRecord, RunStatus, Store};
+mod common;
+
+use common::{Host, STEPS, Snapshot, check_history, jitter};
+use cronflow_core::{RunId, RunQuery, RunStatus, Store};
 use cronflow_store::PostgresStore;
 use sea_orm::sqlx::postgres::PgConnection;
 use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor};
 
 /// The steps of the host's `durable-demo` workflow, in order.
-const STEPS: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
 /// The variable naming the PostgreSQL database the tests may use.
 const DATABASE_URL_VAR: &str = "CRONFLOW_TEST_DATABASE_URL";
 /// The engine lease and claim interval of the kill and freeze tests.
@@ -102,154 +102,6 @@ async fn exec(url: &str, sql: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// A running `durable_host` process on the schema; dropping it kills (also when stopped) and
-/// reaps the process, so a failing test leaves no orphan behind.
-struct Host {
-    name: &'static str,
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Host {
-    fn start(name: &'static str, url: &str, args: &[&str]) -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_durable_host"))
-            .arg("--postgres")
-            .arg(url)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn durable_host");
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, stdout) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let err = child.stderr.take().expect("piped stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let log = Arc::clone(&stderr);
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Host { name, child, stdout, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The next stdout line, or a panic explaining what was awaited once `deadline` passes or
-    /// the host exits.
-    fn next_line(&mut self, deadline: Instant, awaiting: &str) -> String {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.stdout.recv_timeout(left) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => {
-                panic!("timed out awaiting {awaiting} of {}; stderr:\n{}", self.name, self.stderr())
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.wait_exit(Duration::from_secs(5));
-                panic!(
-                    "{} closed stdout ({status}) while awaiting {awaiting}; stderr:\n{}",
-                    self.name,
-                    self.stderr()
-                )
-            }
-        }
-    }
-
-    /// The value of the next line, which must start with `prefix`.
-    fn expect_line(&mut self, prefix: &str, deadline: Instant) -> String {
-        let line = self.next_line(deadline, &format!("`{prefix}`"));
-        let value = line.strip_prefix(prefix);
-        let value =
-            value.unwrap_or_else(|| panic!("{}: expected `{prefix}`, got {line:?}", self.name));
-        value.trim().to_owned()
-    }
-
-    /// Reads the `instance` line and `n` `accepted` lines: the engine started and accepted
-    /// `n` runs.
-    fn accepted(&mut self, n: usize, deadline: Instant) -> Vec<RunId> {
-        self.expect_line("instance ", deadline);
-        (0..n).map(|_| self.expect_line("accepted ", deadline).parse().expect("a run id")).collect()
-    }
-
-    /// Reads `completed-by-me` and `all done`, waits for a successful exit and returns how
-    /// many steps this host ran.
-    fn finish(&mut self, deadline: Instant) -> u64 {
-        let n = self.expect_line("completed-by-me ", deadline).parse().expect("a count");
-        let done = self.next_line(deadline, "`all done`");
-        assert_eq!(done, "all done", "{}: unexpected output", self.name);
-        let status = self.wait_exit(deadline.saturating_duration_since(Instant::now()));
-        assert!(status.success(), "{} exited with {status}; stderr:\n{}", self.name, self.stderr());
-        n
-    }
-
-    /// Waits for the host to exit on its own; panics after `timeout`.
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                panic!("{} did not exit within {timeout:?}; stderr:\n{}", self.name, self.stderr());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Sends `signal` (`KILL`, `STOP`, `CONT`) with the `kill` command.
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {} failed", self.name);
-    }
-
-    /// SIGKILL, then reap.
-    fn kill(mut self) {
-        self.child.kill().expect("kill durable_host");
-        self.child.wait().expect("reap durable_host");
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        // SIGKILL ends a stopped process too.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A random duration in `[lo, hi)` milliseconds (std's hasher keys are random per process).
-fn jitter(lo: u64, hi: u64) -> Duration {
-    Duration::from_millis(lo + RandomState::new().hash_one(0u8) % (hi - lo))
-}
-
-/// What the store holds about a set of runs.
-#[derive(Debug, Default)]
-struct Snapshot {
-    running: usize,
-    /// Running runs with some but not all steps completed.
-    partial: usize,
-    completed: usize,
-    /// Step completions recorded, over all runs.
-    steps_done: usize,
-}
-
 /// Reads `runs` from the store and checks what must hold at any instant: each is stored,
 /// and each history is well formed with no step completed twice.
 async fn inspect(store: &PostgresStore, runs: &[RunId]) -> Snapshot {
@@ -274,49 +126,6 @@ async fn inspect(store: &PostgresStore, runs: &[RunId]) -> Snapshot {
         }
     }
     snapshot
-}
-
-/// Checks one run's history and returns how many of its steps have completed.
-fn check_history(run: &RunRecord, history: &[RecordedEvent]) -> usize {
-    let id = run.id;
-    for (i, event) in history.iter().enumerate() {
-        assert_eq!(event.seq as usize, i, "run {id}: history seq has a gap: {history:#?}");
-    }
-    assert!(
-        matches!(history.first().map(|e| &e.event), Some(RunEvent::RunStarted)),
-        "run {id}: history does not start with run_started: {history:#?}"
-    );
-    let starts = history.iter().filter(|e| e.event == RunEvent::RunStarted).count();
-    assert_eq!(starts, 1, "run {id}: run_started recorded {starts} times");
-    let terminal: Vec<usize> =
-        (0..history.len()).filter(|&i| history[i].event.terminal_status().is_some()).collect();
-    match run.status {
-        RunStatus::Running => assert!(terminal.is_empty(), "run {id}: running, yet ended"),
-        status => {
-            assert_eq!(terminal, [history.len() - 1], "run {id}: not one terminal event, last");
-            assert_eq!(history[terminal[0]].event.terminal_status(), Some(status));
-        }
-    }
-    // The workflow is linear: the k-th step completion must be step k, each exactly once.
-    let mut done = HashMap::new();
-    for event in history {
-        if let RunEvent::TaskSucceeded { task, output, .. } = &event.event {
-            if let Some(seq) = done.insert(task.as_str().to_string(), event.seq) {
-                panic!(
-                    "run {id}: step {task} completion recorded twice (seq {seq} and {})",
-                    event.seq
-                );
-            }
-            let expected = STEPS.get(done.len() - 1).copied();
-            assert_eq!(Some(task.as_str()), expected, "run {id}: steps out of order");
-            assert_eq!(
-                output.to_value()["step"],
-                task.as_str(),
-                "run {id}: {task} has another's output"
-            );
-        }
-    }
-    done.len()
 }
 
 /// Checks the end state: the store holds exactly the accepted runs, each completed exactly
@@ -373,7 +182,13 @@ fn three_instances_complete_a_thousand_runs_once_each() {
     let mut hosts: Vec<Host> = names
         .iter()
         .zip(counts)
-        .map(|(name, n)| Host::start(name, &url, &["--trigger", &n.to_string(), "--step-ms", "5"]))
+        .map(|(name, n)| {
+            Host::start(
+                name,
+                &["--postgres", &url],
+                &["--trigger", &n.to_string(), "--step-ms", "5"],
+            )
+        })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut accepted = Vec::new();
@@ -410,8 +225,11 @@ fn runs_of_a_killed_instance_finish_on_the_others_within_the_lease() {
     // Three instances, 100 runs each, of five 200 ms steps (a run takes about 1 s).
     let (lease, claim) = (ms(LEASE), ms(CLAIM));
     let args = ["--trigger", "100", "--step-ms", "200", "--lease-ms", &lease, "--claim-ms", &claim];
-    let mut victim = Host::start("victim", &url, &args);
-    let mut others = [Host::start("host-b", &url, &args), Host::start("host-c", &url, &args)];
+    let mut victim = Host::start("victim", &["--postgres", &url], &args);
+    let mut others = [
+        Host::start("host-b", &["--postgres", &url], &args),
+        Host::start("host-c", &["--postgres", &url], &args),
+    ];
     let deadline = Instant::now() + Duration::from_secs(20);
     let victims_runs = victim.accepted(100, deadline);
     let triggered_at = Instant::now();
@@ -473,9 +291,11 @@ fn an_instance_frozen_past_its_lease_commits_nothing_stale() {
         ["--trigger", "100", "--step-ms", "200", "--lease-ms", &lease, "--claim-ms", &claim];
     let other_args =
         ["--trigger", "20", "--step-ms", "200", "--lease-ms", &lease, "--claim-ms", &claim];
-    let mut frozen = Host::start("frozen", &url, &frozen_args);
-    let mut others =
-        [Host::start("host-b", &url, &other_args), Host::start("host-c", &url, &other_args)];
+    let mut frozen = Host::start("frozen", &["--postgres", &url], &frozen_args);
+    let mut others = [
+        Host::start("host-b", &["--postgres", &url], &other_args),
+        Host::start("host-c", &["--postgres", &url], &other_args),
+    ];
     let deadline = Instant::now() + Duration::from_secs(20);
     let frozen_runs = frozen.accepted(100, deadline);
     let triggered_at = Instant::now();
