@@ -23,6 +23,20 @@ enum Flow {
     Failed(RunFailure),
 }
 
+/// What a task calls, borrowed from its node: building it costs nothing on the walk.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    node_id: &'a str,
+    handler: &'a str,
+    timeout: Option<std::time::Duration>,
+}
+
+impl<'a> Call<'a> {
+    fn of(node: &'a TaskNode) -> Self {
+        Self { node_id: &node.id, handler: &node.handler, timeout: node.timeout }
+    }
+}
+
 /// Where a single task stands.
 enum TaskFlow {
     Done(Json),
@@ -103,7 +117,7 @@ impl RunMachine {
     ) -> Flow {
         match node {
             Node::Step(step) => {
-                match self.eval_task(&step.id, TaskKind::Step, step, last, now, out) {
+                match self.eval_task(&step.id, TaskKind::Step, Call::of(step), last, now, out) {
                     TaskFlow::Done(output) => Flow::Done(output),
                     TaskFlow::Pending => Flow::Pending,
                     TaskFlow::Failed(error, attempts) => Flow::Failed(task_failure(
@@ -116,19 +130,16 @@ impl RunMachine {
             }
             Node::Action(action) => {
                 // Started, never waited for: its outcome only keeps the run open.
-                let _ = self.eval_task(&action.id, TaskKind::Action, action, last, now, out);
+                let call = Call::of(action);
+                let _ = self.eval_task(&action.id, TaskKind::Action, call, last, now, out);
                 Flow::Done(last.clone())
             }
             Node::If(node) => {
                 for (i, branch) in node.branches.iter().enumerate() {
                     let key = format!("{}#{i}", node.id);
-                    let condition = TaskNode {
-                        id: node.id.clone(),
-                        handler: branch.condition.clone(),
-                        timeout: None,
-                        retry: None,
-                    };
-                    match self.eval_task(&key, TaskKind::Condition, &condition, last, now, out) {
+                    let condition =
+                        Call { node_id: &node.id, handler: &branch.condition, timeout: None };
+                    match self.eval_task(&key, TaskKind::Condition, condition, last, now, out) {
                         TaskFlow::Done(value) if value.is_truthy() => {
                             return self.eval_seq(&branch.nodes, last, now, out);
                         }
@@ -175,7 +186,7 @@ impl RunMachine {
         &mut self,
         key: &str,
         kind: TaskKind,
-        node: &TaskNode,
+        node: Call<'_>,
         last: &Json,
         now: DateTime<Utc>,
         out: &mut Vec<Command>,
@@ -207,11 +218,11 @@ impl RunMachine {
             workflow_id: Arc::clone(&self.def.workflow_id),
             workflow_version: self.def.version.clone(),
             revision: self.def.revision,
-            node_id: Arc::from(node.id.as_str()),
+            node_id: Arc::from(node.node_id),
             idempotency_key: format!("{}/{}", self.run_id, key),
             key,
             kind,
-            handler: Arc::from(node.handler.as_str()),
+            handler: Arc::from(node.handler),
             attempt,
             timeout,
             deadline: timeout.and_then(|t| chrono::Duration::from_std(t).ok()).map(|t| now + t),
