@@ -68,6 +68,8 @@
 //! - **Executors** ([`Executor`]): where handlers run. [`InProcessExecutor`] runs Rust
 //!   closures, [`MockExecutor`] answers from a script and records calls for tests;
 //!   `cronflow-executor-node` runs JavaScript handlers in Node.js workers.
+//!   [`ExecutorRouter`] mixes them in one engine: each workflow's tasks go to the executor
+//!   its id is routed to, the rest to a default.
 //! - **Stores** ([`Store`]): where runs live. [`MemoryStore`] for tests;
 //!   `cronflow-store` for SQLite.
 //!
@@ -101,7 +103,8 @@ pub use event::{
     FailureKind, RecordedEvent, RunEvent, RunFailure, RunRecord, RunReport, RunStatus,
 };
 pub use executor::{
-    Executor, HandlerFuture, InProcessExecutor, MockCall, MockExecutor, unknown_handler,
+    Executor, ExecutorRouter, HandlerFuture, InProcessExecutor, MockCall, MockExecutor,
+    unknown_handler,
 };
 pub use id::{InstanceId, RunId, TaskKey};
 pub use json::Json;

@@ -68,12 +68,17 @@
 //! N tasks or over a heap threshold, killing the whole process group (only the `node`
 //! process itself is killed), and the benchmarks.
 
+mod builder;
 mod error;
+mod executor;
 mod framing;
 mod pool;
+mod process;
+mod startup;
 mod worker;
 
+pub use builder::NodeExecutorBuilder;
 pub use error::NodeExecutorError;
+pub use executor::{NodeExecutor, PoolStats};
 pub use framing::DEFAULT_MAX_FRAME_BYTES;
-pub use pool::{NodeExecutor, NodeExecutorBuilder};
 pub use worker::WORKER_CRASHED;

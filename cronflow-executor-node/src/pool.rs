@@ -1,287 +1,341 @@
-//! [`NodeExecutor`]: the pool of workers, its builder and its [`Executor`] implementation.
+//! The pool: which workers take tasks, when workers are added, retired, replaced or stopped.
+//!
+//! Workers are either *accepting* (they get new tasks) or *draining* (retired or stuck: they
+//! finish what they have and go). Every rule that moves a worker between the two lives here:
+//!
+//! - a task goes to the least-loaded accepting worker below the in-flight limit that has no
+//!   abandoned task outstanding; when there is none and the pool is below its maximum, a
+//!   worker is added;
+//! - fewer than the minimum accepting (or starting) workers starts one, after a backoff when
+//!   starts keep failing;
+//! - a worker is retired after its N-th task, over its heap ceiling, or idle above the
+//!   minimum: it is sent `shutdown` and finishes its tasks;
+//! - a worker whose abandoned task is still running after the cancel grace is stuck: it is
+//!   stopped (SIGTERM, then SIGKILL) once its other tasks are done.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use cronflow_core::{Executor, Json, Node, Task, TaskError, WorkflowDef};
-use tokio::sync::oneshot;
+use cronflow_core::WorkflowDef;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
+use crate::builder::Config;
 use crate::error::NodeExecutorError;
-use crate::framing::{self, DEFAULT_MAX_FRAME_BYTES};
-use crate::worker::{self, Config, Pending, Worker, worker_crashed};
+use crate::executor::PoolStats;
+use crate::process::Stop;
+use crate::startup;
+use crate::worker::{Acknowledged, Pending, Worker, WorkerEvents, lock};
 
-/// Configures and starts a [`NodeExecutor`].
-#[derive(Debug, Clone)]
-pub struct NodeExecutorBuilder {
-    module: Option<PathBuf>,
-    workers: usize,
-    max_frame_bytes: usize,
-    runtime: PathBuf,
-    node: PathBuf,
-    node_args: Vec<String>,
-    startup_timeout: Duration,
+/// The longest a stuck worker's other tasks may take before it is stopped anyway.
+const STUCK_DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// Why no worker took a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Every worker is at its limit (or suspected stuck); a slot will free.
+    Full,
+    /// No worker is accepting: all are starting or restarting.
+    NoWorker,
 }
 
-impl Default for NodeExecutorBuilder {
-    fn default() -> Self {
-        Self {
-            module: None,
-            workers: 1,
-            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
-            runtime: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js"),
-            node: PathBuf::from("node"),
-            node_args: Vec::new(),
-            startup_timeout: Duration::from_secs(10),
-        }
-    }
+struct PoolState {
+    accepting: Vec<Arc<Worker>>,
+    draining: Vec<Arc<Worker>>,
+    starting: usize,
+    consecutive_failures: u32,
+    /// No start before this instant (backoff after failed starts).
+    next_start: Instant,
+    next_number: u64,
+    rotate: usize,
 }
 
-impl NodeExecutorBuilder {
-    /// The user's JavaScript module (ESM or CommonJS) defining the workflows. Required.
-    pub fn module(mut self, path: impl Into<PathBuf>) -> Self {
-        self.module = Some(path.into());
-        self
-    }
-
-    /// Number of worker processes (at least 1; default 1).
-    pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n.max(1);
-        self
-    }
-
-    /// Maximum size of one protocol line in bytes, both directions (default 16 MiB).
-    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
-        self.max_frame_bytes = bytes.max(1024);
-        self
-    }
-
-    /// The directory of the JavaScript package whose `src/worker.js` is run (default: the
-    /// `js/` directory of this crate's sources).
-    pub fn runtime(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.runtime = dir.into();
-        self
-    }
-
-    /// The `node` binary (default: `node` on `PATH`).
-    pub fn node(mut self, path: impl Into<PathBuf>) -> Self {
-        self.node = path.into();
-        self
-    }
-
-    /// An extra argument for `node`, before the script (e.g. `--max-old-space-size=512`).
-    pub fn node_arg(mut self, arg: impl Into<String>) -> Self {
-        self.node_args.push(arg.into());
-        self
-    }
-
-    /// How long a worker may take to connect and report `ready` (default 10 s).
-    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
-        self.startup_timeout = timeout;
-        self
-    }
-
-    /// Starts the workers and waits until each has loaded the module; returns the executor
-    /// and the workflow definitions the module defines.
-    pub async fn spawn(self) -> Result<(NodeExecutor, Vec<WorkflowDef>), NodeExecutorError> {
-        let module = self.module.ok_or(NodeExecutorError::NoModule)?;
-        let module = std::fs::canonicalize(&module)
-            .map_err(|source| NodeExecutorError::ModuleNotFound { module, source })?;
-        let socket_dir =
-            tempfile::Builder::new().prefix("cronflow-node-").tempdir().map_err(|source| {
-                NodeExecutorError::Io {
-                    context: "cannot create a temporary directory for the worker sockets".into(),
-                    source,
-                }
-            })?;
-        let config = Arc::new(Config {
-            module,
-            node: self.node,
-            worker_js: self.runtime.join("src").join("worker.js"),
-            node_args: self.node_args,
-            max_frame: self.max_frame_bytes,
-            startup_timeout: self.startup_timeout,
-            socket_dir: socket_dir.path().to_path_buf(),
-        });
-        let shared = Arc::new(Shared {
-            config: config.clone(),
-            slots: (0..self.workers).map(|_| RwLock::new(None)).collect(),
-            next: AtomicUsize::new(0),
-            shutting_down: AtomicBool::new(false),
-            handlers: OnceLock::new(),
-            _socket_dir: socket_dir,
-        });
-
-        let mut starting = JoinSet::new();
-        for slot in 0..self.workers {
-            let config = config.clone();
-            let on_exit = shared.on_exit(slot);
-            starting.spawn(async move { (slot, worker::start(&config, slot, on_exit).await) });
-        }
-        let mut workflows = None;
-        while let Some(joined) = starting.join_next().await {
-            let (slot, started) = joined.map_err(|e| NodeExecutorError::Io {
-                context: "a worker start-up task failed".into(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            // On error, the JoinSet and the workers started so far are dropped: killed.
-            let started = started?;
-            *write(&shared.slots[slot]) = Some(started.worker);
-            workflows.get_or_insert(started.workflows);
-        }
-        let workflows = workflows.unwrap_or_default();
-        let mut handlers = HashSet::new();
-        for def in &workflows {
-            collect_handlers(&def.nodes, &mut handlers);
-        }
-        let _ = shared.handlers.set(handlers);
-        Ok((NodeExecutor { shared }, workflows))
-    }
+#[derive(Default)]
+struct Counters {
+    started: AtomicU64,
+    failed_starts: AtomicU64,
+    retired: AtomicU64,
+    stuck: AtomicU64,
 }
 
-/// Every handler name the nodes reference.
-fn collect_handlers(nodes: &[Node], out: &mut HashSet<String>) {
-    for node in nodes {
-        match node {
-            Node::Step(n) | Node::Action(n) => {
-                out.insert(n.handler.clone());
-            }
-            Node::If(n) => out.extend(n.branches.iter().map(|b| b.condition.clone())),
-            Node::ForEach(n) => {
-                out.insert(n.items.clone());
-            }
-            Node::Batch(n) => {
-                out.insert(n.items.clone());
-            }
-            Node::While(n) => {
-                out.insert(n.condition.clone());
-            }
-            Node::Pause(n) => out.extend(n.on_pause.clone()),
-            Node::Subflow(n) => out.extend(n.payload.clone()),
-            _ => {}
-        }
-        for (_, children) in node.children() {
-            collect_handlers(children, out);
-        }
-    }
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|e| e.into_inner())
-}
-
-struct Shared {
-    config: Arc<Config>,
-    slots: Vec<RwLock<Option<Arc<Worker>>>>,
-    next: AtomicUsize,
+/// Shared by every clone of the executor and (weakly) by the workers' tasks.
+pub(crate) struct Pool {
+    pub(crate) config: Arc<Config>,
+    state: Mutex<PoolState>,
+    /// Woken when a slot frees (one waiter) or the set of workers changes (all waiters).
+    pub(crate) capacity: Notify,
     shutting_down: AtomicBool,
-    handlers: OnceLock<HashSet<String>>,
+    next_task_id: AtomicU64,
+    counters: Counters,
     _socket_dir: tempfile::TempDir,
 }
 
-impl Shared {
-    fn shutting_down(&self) -> bool {
+fn remove(list: &mut Vec<Arc<Worker>>, worker: &Arc<Worker>) -> bool {
+    let before = list.len();
+    list.retain(|w| !Arc::ptr_eq(w, worker));
+    list.len() != before
+}
+
+impl Pool {
+    /// Starts the minimum number of workers; returns the pool and the module's workflows.
+    pub(crate) async fn start(
+        config: Arc<Config>,
+        socket_dir: tempfile::TempDir,
+    ) -> Result<(Arc<Pool>, Vec<WorkflowDef>), NodeExecutorError> {
+        let min = config.min_workers;
+        let pool = Arc::new(Pool {
+            config: config.clone(),
+            state: Mutex::new(PoolState {
+                accepting: Vec::new(),
+                draining: Vec::new(),
+                starting: 0,
+                consecutive_failures: 0,
+                next_start: Instant::now(),
+                next_number: min as u64 + 1,
+                rotate: 0,
+            }),
+            capacity: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            next_task_id: AtomicU64::new(1),
+            counters: Counters::default(),
+            _socket_dir: socket_dir,
+        });
+        let mut starting = JoinSet::new();
+        for number in 1..=min as u64 {
+            let config = config.clone();
+            let events = pool.events();
+            starting.spawn(async move { startup::start(&config, number, events).await });
+        }
+        let mut workflows = None;
+        while let Some(joined) = starting.join_next().await {
+            // On error the pool, the JoinSet and the workers started so far are dropped:
+            // their processes are killed.
+            let started = joined.map_err(|e| NodeExecutorError::Io {
+                context: "a worker start-up task failed".into(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+            lock(&pool.state).accepting.push(started.worker);
+            pool.counters.started.fetch_add(1, Ordering::Relaxed);
+            workflows.get_or_insert(started.workflows);
+        }
+        lock(&pool.state).accepting.sort_by_key(|w| w.number);
+        if config.max_workers > config.min_workers {
+            tokio::spawn(retire_idle_workers(Arc::downgrade(&pool)));
+        }
+        Ok((pool, workflows.unwrap_or_default()))
+    }
+
+    fn events(self: &Arc<Self>) -> Weak<dyn WorkerEvents> {
+        let weak: Weak<Pool> = Arc::downgrade(self);
+        weak
+    }
+
+    pub(crate) fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    /// What a worker of `slot` does once its process exited: start a replacement.
-    fn on_exit(self: &Arc<Self>, slot: usize) -> Box<dyn FnOnce() + Send> {
-        let weak = Arc::downgrade(self);
-        Box::new(move || {
-            if let Some(shared) = weak.upgrade()
-                && !shared.shutting_down()
-            {
-                shared.respawn(slot);
-            }
-        })
+    /// A request id unique within the pool (hence within each worker).
+    pub(crate) fn next_task_id(&self) -> u64 {
+        self.next_task_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Starts a fresh worker in `slot`, in the background, with backoff between failures.
-    fn respawn(self: &Arc<Self>, slot: usize) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(50);
-            loop {
-                let Some(shared) = weak.upgrade() else { return };
-                if shared.shutting_down() {
-                    return;
+    /// Gives task `id` (its `line` already built) to a worker and sends it; gives everything
+    /// back with the reason when no worker can take it now.
+    pub(crate) fn try_acquire(
+        self: &Arc<Self>,
+        id: u64,
+        pending: Pending,
+        line: String,
+    ) -> Result<Arc<Worker>, (Pending, String, Refusal)> {
+        let mut st = lock(&self.state);
+        let n = st.accepting.len();
+        if n == 0 {
+            self.ensure_min(&mut st);
+            return Err((pending, line, Refusal::NoWorker));
+        }
+        st.rotate = st.rotate.wrapping_add(1);
+        let limit = self.config.max_in_flight;
+        let mut best: Option<(usize, usize)> = None;
+        for i in 0..n {
+            let index = (st.rotate + i) % n;
+            if let Some(load) = st.accepting[index].eligible_load(limit)
+                && best.is_none_or(|(_, least)| load < least)
+            {
+                best = Some((index, load));
+                if load == 0 {
+                    break;
                 }
-                let on_exit = shared.on_exit(slot);
-                match worker::start(&shared.config, slot, on_exit).await {
-                    Ok(started) => {
-                        *write(&shared.slots[slot]) = Some(started.worker);
-                        return;
-                    }
-                    Err(e) => tracing::warn!(worker = slot, "cannot restart the worker: {e}"),
-                }
-                drop(shared);
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+        let Some((index, _)) = best else {
+            if n + st.starting < self.config.max_workers {
+                self.start_worker(&mut st);
+            }
+            return Err((pending, line, Refusal::Full));
+        };
+        let worker = st.accepting[index].clone();
+        let dispatched = match worker.register(id, pending) {
+            Ok(dispatched) => dispatched,
+            // It exited a moment ago; its exit event will wake the waiters.
+            Err(pending) => return Err((pending, line, Refusal::Full)),
+        };
+        // A failed send means the connection is going: the reader fails the task shortly.
+        worker.send(line);
+        if self.config.recycle_after_tasks.is_some_and(|max| dispatched >= max) {
+            self.retire(&mut st, &worker, "it ran its quota of tasks");
+        }
+        Ok(worker)
+    }
+
+    /// Stops giving tasks to `worker` and asks it to finish them and exit.
+    fn retire(self: &Arc<Self>, st: &mut PoolState, worker: &Arc<Worker>, why: &str) {
+        if !remove(&mut st.accepting, worker) {
+            return;
+        }
+        tracing::info!(worker = worker.number, pid = worker.pid, "retiring the worker: {why}");
+        worker.send_shutdown();
+        st.draining.push(worker.clone());
+        self.counters.retired.fetch_add(1, Ordering::Relaxed);
+        self.ensure_min(st);
+    }
+
+    /// After the cancel grace, checks whether abandoned task `id` is still running on
+    /// `worker`; if so the worker is stuck (see [`Pool::condemn`]).
+    pub(crate) fn watch_abandoned(self: &Arc<Self>, worker: Arc<Worker>, id: u64) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let pool = Arc::downgrade(self);
+        let grace = self.config.cancel_grace;
+        runtime.spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(pool) = pool.upgrade()
+                && let Some(acknowledged) = worker.abandoned(id)
+            {
+                pool.condemn(worker, acknowledged);
             }
         });
     }
 
-    /// A live worker, round-robin.
-    fn pick(&self) -> Option<Arc<Worker>> {
-        let n = self.slots.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).find_map(|i| {
-            read(&self.slots[(start + i) % n]).as_ref().filter(|w| w.is_live()).cloned()
-        })
+    /// Takes a stuck worker out of rotation (a replacement starts) and stops its process
+    /// group: SIGTERM, and SIGKILL after the kill grace. If its event loop still turns (it
+    /// acknowledged the `cancel`), its other tasks may finish first (up to 30 s); if not,
+    /// they cannot run anyway: it is stopped at once and they fail as `WorkerCrashed`.
+    fn condemn(self: &Arc<Self>, worker: Arc<Worker>, acknowledged: Acknowledged) {
+        if !worker.mark_stuck() {
+            return;
+        }
+        {
+            let mut st = lock(&self.state);
+            if remove(&mut st.accepting, &worker) {
+                st.draining.push(worker.clone());
+            }
+            self.ensure_min(&mut st);
+        }
+        self.counters.stuck.fetch_add(1, Ordering::Relaxed);
+        let blocked = acknowledged == Acknowledged(false);
+        tracing::warn!(
+            worker = worker.number,
+            pid = worker.pid,
+            grace = ?self.config.cancel_grace,
+            blocked,
+            "a handler kept running after its task was cancelled or timed out: replacing \
+             the worker"
+        );
+        let kill_grace = self.config.kill_grace;
+        tokio::spawn(async move {
+            let limit = Instant::now() + STUCK_DRAIN_LIMIT;
+            while !blocked && worker.awaited() > 0 && Instant::now() < limit && !worker.has_exited()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            worker.stop(Stop::Terminate(kill_grace));
+        });
     }
 
-    fn workers(&self) -> Vec<Arc<Worker>> {
-        self.slots.iter().filter_map(|s| read(s).clone()).collect()
-    }
-}
-
-/// Runs JavaScript handlers in a pool of Node.js worker processes. Cheap to clone: clones
-/// share the pool; the processes are killed when the last clone is dropped.
-#[derive(Clone)]
-pub struct NodeExecutor {
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for NodeExecutor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeExecutor")
-            .field("module", &self.shared.config.module)
-            .field("workers", &self.shared.slots.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl NodeExecutor {
-    /// A builder; set at least [`NodeExecutorBuilder::module`].
-    pub fn builder() -> NodeExecutorBuilder {
-        NodeExecutorBuilder::default()
+    /// Starts workers until the minimum is accepting or starting.
+    fn ensure_min(self: &Arc<Self>, st: &mut PoolState) {
+        while !self.shutting_down() && st.accepting.len() + st.starting < self.config.min_workers {
+            self.start_worker(st);
+        }
     }
 
-    /// Process ids of the live workers (for operations and tests).
-    pub fn worker_pids(&self) -> Vec<u32> {
-        self.shared.workers().iter().filter(|w| w.is_live()).map(|w| w.pid).collect()
+    /// Starts one worker in the background, not before the backoff allows.
+    fn start_worker(self: &Arc<Self>, st: &mut PoolState) {
+        st.starting += 1;
+        let number = st.next_number;
+        st.next_number += 1;
+        let not_before = st.next_start;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(not_before).await;
+            let Some(pool) = weak.upgrade() else { return };
+            let result = if pool.shutting_down() {
+                None
+            } else {
+                Some(startup::start(&pool.config, number, pool.events()).await)
+            };
+            let mut st = lock(&pool.state);
+            st.starting -= 1;
+            match result {
+                None => {}
+                Some(Ok(started)) if pool.shutting_down() => started.worker.stop(Stop::Kill),
+                Some(Ok(started)) => {
+                    st.consecutive_failures = 0;
+                    st.accepting.push(started.worker);
+                    pool.counters.started.fetch_add(1, Ordering::Relaxed);
+                    drop(st);
+                    pool.capacity.notify_waiters();
+                }
+                Some(Err(e)) => {
+                    st.consecutive_failures += 1;
+                    let (first, max) = pool.config.restart_backoff;
+                    let exponent = st.consecutive_failures.saturating_sub(1).min(20);
+                    let delay = first.saturating_mul(1 << exponent).min(max);
+                    st.next_start = Instant::now() + delay;
+                    pool.counters.failed_starts.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        worker = number,
+                        failures = st.consecutive_failures,
+                        retry_in = ?delay,
+                        "cannot start a worker: {e}"
+                    );
+                    pool.ensure_min(&mut st);
+                }
+            }
+        });
     }
 
-    /// Number of tasks in flight over all workers.
-    pub fn in_flight(&self) -> usize {
-        self.shared.workers().iter().map(|w| w.in_flight()).sum()
+    /// Process ids of the accepting workers.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        lock(&self.state).accepting.iter().filter(|w| !w.has_exited()).map(|w| w.pid).collect()
     }
 
-    /// Stops the pool: asks each worker to finish its in-flight tasks and exit, waits up to
-    /// `grace`, then kills the workers still running. New tasks fail with `ShuttingDown`.
-    pub async fn shutdown(&self, grace: Duration) {
-        self.shared.shutting_down.store(true, Ordering::Release);
-        let workers = self.shared.workers();
+    pub(crate) fn stats(&self) -> PoolStats {
+        let st = lock(&self.state);
+        let all = st.accepting.iter().chain(&st.draining);
+        PoolStats {
+            workers: st.accepting.len(),
+            starting: st.starting,
+            draining: st.draining.len(),
+            in_flight: all.map(|w| w.awaited()).sum(),
+            started: self.counters.started.load(Ordering::Relaxed),
+            failed_starts: self.counters.failed_starts.load(Ordering::Relaxed),
+            retired: self.counters.retired.load(Ordering::Relaxed),
+            stuck: self.counters.stuck.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Asks every worker to finish and exit, waits up to `grace`, then kills the rest.
+    pub(crate) async fn shutdown(&self, grace: Duration) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.capacity.notify_waiters();
+        let workers: Vec<Arc<Worker>> = {
+            let st = lock(&self.state);
+            st.accepting.iter().chain(&st.draining).cloned().collect()
+        };
         for w in &workers {
-            w.send(r#"{"type":"shutdown"}"#.to_string());
+            w.send_shutdown();
         }
         let all_exited = || async {
             for w in &workers {
@@ -290,84 +344,69 @@ impl NodeExecutor {
         };
         if tokio::time::timeout(grace, all_exited()).await.is_err() {
             for w in &workers {
-                w.kill();
+                w.stop(Stop::Kill);
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), all_exited()).await;
         }
+        let mut st = lock(&self.state);
+        st.accepting.retain(|w| !w.has_exited());
+        st.draining.retain(|w| !w.has_exited());
+    }
+}
+
+impl WorkerEvents for Pool {
+    fn slot_freed(self: Arc<Self>, _worker: &Arc<Worker>) {
+        self.capacity.notify_one();
     }
 
-    /// A live worker, waiting up to the start-up timeout while all are being restarted.
-    async fn live_worker(&self) -> Option<Arc<Worker>> {
-        let deadline = tokio::time::Instant::now() + self.shared.config.startup_timeout;
-        loop {
-            if let Some(w) = self.shared.pick() {
-                return Some(w);
+    fn heap_reported(self: Arc<Self>, worker: &Arc<Worker>, heap_used: u64) {
+        if self.config.max_heap_bytes.is_some_and(|max| heap_used > max) {
+            let mut st = lock(&self.state);
+            let why = format!("its heap in use ({} MiB) is over the ceiling", heap_used >> 20);
+            self.retire(&mut st, worker, &why);
+        }
+    }
+
+    fn exited(self: Arc<Self>, worker: &Arc<Worker>) {
+        let mut st = lock(&self.state);
+        if remove(&mut st.accepting, worker) && !self.shutting_down() {
+            tracing::warn!(worker = worker.number, pid = worker.pid, "the worker died");
+        }
+        remove(&mut st.draining, worker);
+        self.ensure_min(&mut st);
+        drop(st);
+        self.capacity.notify_waiters();
+    }
+}
+
+/// Retires workers above the minimum that stayed idle for the idle timeout.
+async fn retire_idle_workers(pool: Weak<Pool>) {
+    let period = match pool.upgrade() {
+        Some(p) => {
+            (p.config.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(5))
+        }
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(pool) = pool.upgrade() else { return };
+        if pool.shutting_down() {
+            return;
+        }
+        let mut st = lock(&pool.state);
+        let now = std::time::Instant::now();
+        let timeout = pool.config.idle_timeout;
+        let idle: Vec<Arc<Worker>> = st
+            .accepting
+            .iter()
+            .filter(|w| w.idle_since().is_some_and(|t| now.duration_since(t) >= timeout))
+            .cloned()
+            .collect();
+        for worker in idle.iter().rev() {
+            if st.accepting.len() <= pool.config.min_workers {
+                break;
             }
-            if self.shared.shutting_down() || tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            pool.retire(&mut st, worker, "idle above the minimum");
         }
-    }
-}
-
-/// Sends `cancel` for the task if the `execute` future is dropped before its result.
-struct CancelOnDrop {
-    worker: Arc<Worker>,
-    id: u64,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if self.armed && self.worker.forget(self.id) {
-            self.worker.send(format!(r#"{{"type":"cancel","id":{}}}"#, self.id));
-        }
-    }
-}
-
-#[async_trait]
-impl Executor for NodeExecutor {
-    async fn execute(&self, task: Task) -> Result<Json, TaskError> {
-        if self.shared.shutting_down() {
-            return Err(TaskError::new("ShuttingDown", "the Node executor is shutting down"));
-        }
-        let Some(worker) = self.live_worker().await else {
-            return Err(TaskError::new("NoWorker", "no Node worker is running"));
-        };
-        let id = worker.next_id();
-        let line = framing::task_line(id, &task);
-        let limit = self.shared.config.max_frame;
-        if line.len() > limit {
-            return Err(TaskError::new(
-                "PayloadTooLarge",
-                format!(
-                    "the task message for handler `{}` is {} bytes, over the maximum frame of \
-                     {limit} bytes",
-                    task.handler,
-                    line.len()
-                ),
-            )
-            .non_retryable());
-        }
-        let (reply, answer) = oneshot::channel();
-        let pending =
-            Pending { reply, run_id: task.run_id.to_string(), node_id: task.node_id.clone() };
-        if worker.register(id, pending).is_err() {
-            return Err(worker_crashed("the worker exited before the task was sent"));
-        }
-        let mut guard = CancelOnDrop { worker: worker.clone(), id, armed: true };
-        if !worker.send(line) {
-            worker.forget(id);
-            guard.armed = false;
-            return Err(worker_crashed("the worker's connection is closed"));
-        }
-        let result = answer.await;
-        guard.armed = false;
-        result.unwrap_or_else(|_| Err(worker_crashed("the worker dropped the task")))
-    }
-
-    fn has_handler(&self, handler: &str) -> bool {
-        self.shared.handlers.get().is_none_or(|h| h.contains(handler))
     }
 }

@@ -2,73 +2,17 @@
 //! errors with retries, module load errors and workers killed from outside. Skipped with a
 //! note when `node` is not on `PATH`.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Duration;
 
-use cronflow_core::{Engine, Executor, MemoryStore, RunEvent, RunReport, RunStatus};
+use common::{LIMIT, alive, failures, fixture, node_available, run, task};
+use cronflow_core::{Engine, Executor, MemoryStore, RunStatus};
 use cronflow_executor_node::{NodeExecutor, NodeExecutorError, WORKER_CRASHED};
 use serde_json::{Value, json};
 
-const LIMIT: Duration = Duration::from_secs(30);
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
-fn node_available() -> bool {
-    match std::process::Command::new("node").arg("--version").output() {
-        Ok(out) if out.status.success() => true,
-        _ => {
-            eprintln!("skipping: `node` is not on PATH");
-            false
-        }
-    }
-}
-
 async fn spawn_flows(workers: usize) -> (NodeExecutor, Vec<cronflow_core::WorkflowDef>) {
-    tokio::time::timeout(
-        LIMIT,
-        NodeExecutor::builder().module(fixture("flows.mjs")).workers(workers).spawn(),
-    )
-    .await
-    .expect("spawn timed out")
-    .expect("spawn")
-}
-
-async fn run(
-    exec: &NodeExecutor,
-    defs: Vec<cronflow_core::WorkflowDef>,
-    id: &str,
-    payload: Value,
-) -> RunReport {
-    let engine = Engine::builder()
-        .store(MemoryStore::new())
-        .executor(exec.clone())
-        .workflows(defs)
-        .start()
-        .await
-        .expect("engine start");
-    let handle = engine.handle();
-    let run_id = handle.trigger(id, payload).await.expect("trigger");
-    let report = tokio::time::timeout(LIMIT, handle.wait(run_id))
-        .await
-        .expect("run timed out")
-        .expect("wait");
-    engine.shutdown(Duration::from_secs(5)).await.expect("engine shutdown");
-    report
-}
-
-fn failures(report: &RunReport, task: &str) -> Vec<cronflow_core::TaskError> {
-    report
-        .history
-        .iter()
-        .filter_map(|e| match &e.event {
-            RunEvent::TaskFailed { task: t, error, .. } if t.as_str() == task => {
-                Some(error.clone())
-            }
-            _ => None,
-        })
-        .collect()
+    common::spawn(NodeExecutor::builder().module(fixture("flows.mjs")).workers(workers)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,32 +136,6 @@ async fn a_killed_worker_fails_its_tasks_which_succeed_on_retry() {
 
     engine.shutdown(Duration::from_secs(5)).await.expect("engine shutdown");
     exec.shutdown(Duration::from_secs(5)).await;
-}
-
-fn task(workflow: &str, handler: &str) -> cronflow_core::Task {
-    cronflow_core::Task {
-        run_id: cronflow_core::RunId::new(),
-        workflow_id: workflow.into(),
-        workflow_version: None,
-        revision: 1,
-        node_id: handler.into(),
-        key: cronflow_core::TaskKey::new(handler),
-        kind: cronflow_core::TaskKind::Step,
-        handler: handler.into(),
-        attempt: 1,
-        idempotency_key: format!("x/{handler}"),
-        timeout: None,
-        deadline: None,
-        context: cronflow_core::TaskContext::default(),
-    }
-}
-
-fn alive(pid: u32) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,8 @@ use crate::wdo::{Node, WorkflowDef};
 const SUPPORTED: &[&str] = &["step", "action", "if", "parallel"];
 
 /// Checks that the engine can run `def` with `executor`: every node kind supported and every
-/// handler known to the executor. Assumes `def` is valid.
+/// handler known to the executor for this workflow (`has_workflow_handler`, so a router asks
+/// the executor the workflow is routed to). Assumes `def` is valid.
 pub(crate) fn check_runnable(
     def: &WorkflowDef,
     executor: &dyn Executor,
@@ -43,7 +44,7 @@ pub(crate) fn check_runnable(
                 _ => Vec::new(),
             };
             for (path, handler) in handlers {
-                if !executor.has_handler(handler) {
+                if !executor.has_workflow_handler(workflow, handler) {
                     return Err(EngineError::MissingHandler {
                         workflow: workflow.into(),
                         handler: handler.into(),

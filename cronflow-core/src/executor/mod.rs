@@ -1,5 +1,6 @@
 //! The [`Executor`] trait and the executors that ship with the core: [`InProcessExecutor`]
-//! (Rust closures) and [`MockExecutor`] (canned answers for tests).
+//! (Rust closures), [`MockExecutor`] (canned answers for tests) and [`ExecutorRouter`]
+//! (several executors in one engine, chosen per workflow).
 
 use async_trait::async_trait;
 
@@ -8,9 +9,11 @@ use crate::task::{Task, TaskError};
 
 mod in_process;
 mod mock;
+mod router;
 
 pub use in_process::{HandlerFuture, InProcessExecutor};
 pub use mock::{MockCall, MockExecutor};
+pub use router::ExecutorRouter;
 
 /// Runs handlers: the engine hands it [`Task`]s and records what comes back.
 ///
@@ -29,6 +32,14 @@ pub use mock::{MockCall, MockExecutor};
 ///   must be `Send + Sync` and must not serialise unrelated tasks.
 /// - Delivery is at least once: after a crash a task whose result was not recorded is run
 ///   again with the same [`Task::idempotency_key`].
+/// - At registration the engine asks
+///   [`has_workflow_handler(workflow_id, handler)`](Executor::has_workflow_handler) for every
+///   handler a workflow names, and refuses the workflow if one answer is `false`. An executor
+///   that answers `true` must be able to run that handler for tasks of that workflow.
+///   The provided method asks [`has_handler`](Executor::has_handler), so a plain executor
+///   implements only that one; an executor whose answer depends on the workflow (such as
+///   [`ExecutorRouter`]) overrides `has_workflow_handler`, and an executor that wraps another
+///   must forward both methods.
 #[async_trait]
 pub trait Executor: Send + Sync + 'static {
     /// Runs one attempt of `task`.
@@ -40,6 +51,17 @@ pub trait Executor: Send + Sync + 'static {
         let _ = handler;
         true
     }
+
+    /// Whether this executor can run `handler` for tasks of workflow `workflow_id` (their
+    /// [`Task::workflow_id`]). This is what the engine checks at registration.
+    ///
+    /// The default is [`has_handler(handler)`](Executor::has_handler): most executors run a
+    /// handler the same way whatever the workflow. [`ExecutorRouter`] overrides it to ask the
+    /// executor that `workflow_id` is routed to.
+    fn has_workflow_handler(&self, workflow_id: &str, handler: &str) -> bool {
+        let _ = workflow_id;
+        self.has_handler(handler)
+    }
 }
 
 #[async_trait]
@@ -50,6 +72,10 @@ impl<E: Executor + ?Sized> Executor for std::sync::Arc<E> {
 
     fn has_handler(&self, handler: &str) -> bool {
         (**self).has_handler(handler)
+    }
+
+    fn has_workflow_handler(&self, workflow_id: &str, handler: &str) -> bool {
+        (**self).has_workflow_handler(workflow_id, handler)
     }
 }
 

@@ -4,6 +4,7 @@
 
 import net from 'node:net';
 import { createRequire } from 'node:module';
+import { Worker as Thread } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { workflows } from './builder.js';
 import { FrameDecoder, lineWriter, parseMaxFrame } from './protocol.js';
@@ -119,6 +120,7 @@ class Worker {
     this.byWorkflow = new Map(list.map((w) => [w.id, w.handlers()]));
     this.write(JSON.stringify({ type: 'ready', protocol: PROTOCOL_VERSION, pid: process.pid, workflows: this.wdos }));
     this.wdos = null;
+    this.reportStats();
     const decoder = new FrameDecoder(this.maxFrame, (message) => this.onMessage(message));
     this.socket.on('data', (chunk) => {
       try {
@@ -127,6 +129,17 @@ class Worker {
         this.protocolError(e.message);
       }
     });
+  }
+
+  /** Sends `stats` (heap in use, RSS) every CRONFLOW_STATS_INTERVAL_MS; 0 turns it off. */
+  reportStats() {
+    const ms = Number(process.env.CRONFLOW_STATS_INTERVAL_MS ?? 1000);
+    if (!Number.isFinite(ms) || ms <= 0) return;
+    const send = () => {
+      const { heapUsed, rss } = process.memoryUsage();
+      this.write(JSON.stringify({ type: 'stats', heap_used: heapUsed, rss }));
+    };
+    setInterval(send, ms).unref();
   }
 
   protocolError(message) {
@@ -143,9 +156,14 @@ class Worker {
     switch (message?.type) {
       case 'task':
         return this.startTask(message);
-      case 'cancel':
-        this.inflight.get(message.id)?.abort(new DOMException('the task was cancelled by the engine', 'AbortError'));
+      case 'cancel': {
+        const controller = this.inflight.get(message.id);
+        if (!controller) return;
+        // Tells Rust the event loop turns: a handler that keeps running is not blocking it.
+        this.write(`{"type":"cancelling","id":${JSON.stringify(message.id)}}`);
+        controller.abort(new DOMException('the task was cancelled by the engine', 'AbortError'));
         return;
+      }
       case 'shutdown':
         this.shuttingDown = true;
         return this.maybeExit();
@@ -270,6 +288,25 @@ class Worker {
   }
 }
 
+// Runs on its own thread, so it works while a handler blocks the event loop: when the host
+// dies without a word (kill -9), this process is re-parented; it then kills its own process
+// group (itself and whatever its handlers started), so no worker outlives its host.
+const WATCHDOG = `
+const { workerData } = require('node:worker_threads');
+setInterval(() => {
+  if (process.ppid === workerData.ppid) return;
+  try { process.kill(-workerData.pid, 'SIGKILL'); } catch {}
+  process.kill(workerData.pid, 'SIGKILL');
+}, workerData.ms);
+`;
+
+function startWatchdog() {
+  const ms = Number(process.env.CRONFLOW_WATCHDOG_MS ?? 250);
+  if (!Number.isFinite(ms) || ms <= 0) return;
+  const thread = new Thread(WATCHDOG, { eval: true, workerData: { ppid: process.ppid, pid: process.pid, ms } });
+  thread.unref();
+}
+
 function main() {
   const modulePath = process.env.CRONFLOW_MODULE;
   const socketPath = process.env.CRONFLOW_SOCKET;
@@ -281,6 +318,7 @@ function main() {
   } catch (e) {
     die(e.message, 2);
   }
+  startWatchdog();
   const socket = net.createConnection(socketPath);
   let connected = false;
   socket.on('error', (e) => {
