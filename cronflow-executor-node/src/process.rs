@@ -77,6 +77,8 @@ pub(crate) fn spawn(
         .env("CRONFLOW_SOCKET", socket)
         .env("CRONFLOW_MAX_FRAME", config.max_frame.to_string())
         .env("CRONFLOW_STATS_INTERVAL_MS", config.stats_interval.as_millis().to_string())
+        // It leads its own process group (below): on losing its host it kills the group.
+        .env("CRONFLOW_OWN_GROUP", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -325,14 +325,16 @@ fn log(worker: &Worker, message: &Incoming<'_>) {
     let (number, pid) = (worker.number, worker.pid);
     match message.level.as_deref() {
         Some("error") => {
-            tracing::error!(worker = number, pid, run = %run, node = %node, fields, "{text}")
+            tracing::error!(worker = number, pid, run = %run, node = %node, fields = %fields, "{text}")
         }
         Some("warn") => {
-            tracing::warn!(worker = number, pid, run = %run, node = %node, fields, "{text}")
+            tracing::warn!(worker = number, pid, run = %run, node = %node, fields = %fields, "{text}")
         }
         Some("debug") => {
-            tracing::debug!(worker = number, pid, run = %run, node = %node, fields, "{text}")
+            tracing::debug!(worker = number, pid, run = %run, node = %node, fields = %fields, "{text}")
         }
-        _ => tracing::info!(worker = number, pid, run = %run, node = %node, fields, "{text}"),
+        _ => {
+            tracing::info!(worker = number, pid, run = %run, node = %node, fields = %fields, "{text}")
+        }
     }
 }

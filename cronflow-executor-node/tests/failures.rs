@@ -117,7 +117,7 @@ async fn a_worker_out_of_memory_crashes_and_the_retry_completes_in_a_fresh_heap(
     if !node_available() {
         return;
     }
-    let builder = failures_module().node_arg("--max-old-space-size=32");
+    let builder = failures_module().max_old_space_mb(32);
     let out = crashes_then_completes(builder, "hog", "allocate", Duration::from_secs(60)).await;
     // The replacement process starts with an empty hoard.
     assert_eq!(out["hoarded"], 0, "{out}");

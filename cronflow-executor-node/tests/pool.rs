@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{LIMIT, failures, fixture, node_available, task};
@@ -246,5 +247,48 @@ async fn a_worker_over_its_heap_ceiling_is_replaced() {
     assert_eq!(exec.stats().retired, 1);
     assert_ne!(output(&exec, task("tools", "pid")).await.as_u64().unwrap(), u64::from(first));
     eventually("the heavy worker exited", || !running(first)).await;
+    exec.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_restarts_back_off_and_the_pool_recovers_once_the_module_loads() {
+    if !node_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sdk = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js/src/index.js");
+    let module = dir.path().join("fragile.mjs");
+    let text = format!(
+        "import {{ existsSync }} from 'node:fs';\n\
+         import {{ cronflow }} from {sdk:?};\n\
+         if (existsSync(new URL('./broken', import.meta.url))) throw new Error('broken on purpose');\n\
+         cronflow.define({{ id: 'fragile' }}).step('pid', () => process.pid);\n",
+        sdk = sdk.display().to_string()
+    );
+    std::fs::write(&module, text).unwrap();
+    let builder = NodeExecutor::builder()
+        .module(&module)
+        .restart_backoff(Duration::from_millis(50), Duration::from_millis(400))
+        .startup_timeout(Duration::from_secs(1));
+    let (exec, _) = common::spawn(builder).await;
+    let first = exec.worker_pids()[0];
+
+    std::fs::write(dir.path().join("broken"), "").unwrap();
+    std::process::Command::new("kill").args(["-9", &first.to_string()]).status().unwrap();
+    eventually("the pool saw its worker die", || exec.stats().workers == 0).await;
+    // No worker comes up: a task waits up to the start-up timeout, then fails, retryably.
+    let err = exec.execute(task("fragile", "pid")).await.unwrap_err();
+    assert_eq!(err.name, "NoWorker");
+    assert!(err.retryable);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // About 2 s of failures: 50, 100, 200, 400, 400 ms apart plus node's own start-up gives
+    // about six starts; restarting without a pause would be dozens.
+    let failed = exec.stats().failed_starts;
+    assert!((1..=9).contains(&failed), "{failed} failed starts in about 2 s");
+
+    std::fs::remove_file(dir.path().join("broken")).unwrap();
+    eventually("a worker starts again", || exec.stats().workers == 1).await;
+    let pid = output(&exec, task("fragile", "pid")).await.as_u64().unwrap();
+    assert_ne!(pid, u64::from(first));
     exec.shutdown(Duration::from_secs(5)).await;
 }

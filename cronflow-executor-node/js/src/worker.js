@@ -5,12 +5,17 @@
 import net from 'node:net';
 import { createRequire } from 'node:module';
 import { Worker as Thread } from 'node:worker_threads';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { format } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { workflows } from './builder.js';
 import { FrameDecoder, lineWriter, parseMaxFrame } from './protocol.js';
 
 export const PROTOCOL_VERSION = 1;
 const LEVELS = ['debug', 'info', 'warn', 'error'];
+
+// The id of the task whose handler (or anything it started, however asynchronous) is running.
+const currentTask = new AsyncLocalStorage();
 
 function die(message, code) {
   process.stderr.write(`cronflow worker: ${message}\n`);
@@ -121,6 +126,7 @@ class Worker {
     this.write(JSON.stringify({ type: 'ready', protocol: PROTOCOL_VERSION, pid: process.pid, workflows: this.wdos }));
     this.wdos = null;
     this.reportStats();
+    this.captureConsole();
     const decoder = new FrameDecoder(this.maxFrame, (message) => this.onMessage(message));
     this.socket.on('data', (chunk) => {
       try {
@@ -129,6 +135,24 @@ class Worker {
         this.protocolError(e.message);
       }
     });
+  }
+
+  /**
+   * Inside a task, `console.*` becomes a `log` message of that task, so Rust logs it with its
+   * run and node; outside tasks (and for direct `process.stdout.write`) output stays on
+   * stdout/stderr, which Rust logs with the worker's pid only.
+   */
+  captureConsole() {
+    const methods = { log: 'info', info: 'info', debug: 'debug', warn: 'warn', error: 'error', trace: 'debug' };
+    for (const [method, level] of Object.entries(methods)) {
+      const original = console[method].bind(console);
+      console[method] = (...args) => {
+        const id = currentTask.getStore();
+        if (id === undefined) return original(...args);
+        const stream = level === 'warn' || level === 'error' ? 'stderr' : 'stdout';
+        this.log(id, level, format(...args), { console: method, stream });
+      };
+    }
   }
 
   /** Sends `stats` (heap in use, RSS) every CRONFLOW_STATS_INTERVAL_MS; 0 turns it off. */
@@ -209,7 +233,7 @@ class Worker {
     const fail = (e) => done(() => this.sendError(id, describeError(e)));
     let result;
     try {
-      result = fn(ctx);
+      result = currentTask.run(id, fn, ctx);
     } catch (e) {
       return fail(e);
     }
@@ -295,15 +319,32 @@ const WATCHDOG = `
 const { workerData } = require('node:worker_threads');
 setInterval(() => {
   if (process.ppid === workerData.ppid) return;
-  try { process.kill(-workerData.pid, 'SIGKILL'); } catch {}
+  if (workerData.ownGroup) try { process.kill(-workerData.pid, 'SIGKILL'); } catch {}
   process.kill(workerData.pid, 'SIGKILL');
 }, workerData.ms);
 `;
 
+/**
+ * The Rust side closed the connection without `shutdown`: it dropped this worker or died. No
+ * one else may be left to stop what the handlers started, so the whole process group goes
+ * (when this process leads it, as under the Rust pool), this process with it.
+ */
+function hostGone() {
+  if (process.env.CRONFLOW_OWN_GROUP === '1') {
+    try {
+      process.kill(-process.pid, 'SIGKILL');
+    } catch {
+      // not a group leader after all: exit alone
+    }
+  }
+  process.exit(); // code 0 unless a load or protocol error is pending
+}
+
 function startWatchdog() {
   const ms = Number(process.env.CRONFLOW_WATCHDOG_MS ?? 250);
   if (!Number.isFinite(ms) || ms <= 0) return;
-  const thread = new Thread(WATCHDOG, { eval: true, workerData: { ppid: process.ppid, pid: process.pid, ms } });
+  const thread = new Thread(WATCHDOG, { eval: true, workerData: { ppid: process.ppid, pid: process.pid, ms, ownGroup: process.env.CRONFLOW_OWN_GROUP === '1' },
+  });
   thread.unref();
 }
 
@@ -323,9 +364,9 @@ function main() {
   let connected = false;
   socket.on('error', (e) => {
     if (!connected) die(`cannot connect to ${socketPath}: ${e.message}`, 2);
-    process.exit(); // the Rust side went away (code 0 unless a load or protocol error is pending)
+    hostGone();
   });
-  socket.on('end', () => process.exit());
+  socket.on('end', hostGone);
   socket.once('connect', () => {
     connected = true;
     new Worker(socket, modulePath, maxFrame).start().catch((e) => die(e?.stack ?? String(e), 2));

@@ -187,12 +187,22 @@ describe('worker on an ES module', () => {
     ]);
   });
 
-  test('console output does not reach the protocol channel', async () => {
-    assert.equal((await w.run('noisy')).output, 'quiet');
+  test('console output in a handler becomes log messages of its task, never protocol lines', async () => {
+    const r = await w.run('noisy');
+    assert.equal(r.output, 'quiet');
     assert.equal((await w.run('double', { payload: { n: 1 } })).output.doubled, 2);
     assert.ok(!w.messages.some((m) => m.id === 999));
-    assert.match(w.stdout, /noise/);
-    assert.match(w.stderr, /more noise on stderr/);
+    const logs = w.messages.filter((m) => m.type === 'log' && m.id === r.id);
+    assert.deepEqual(
+      logs.map((m) => [m.level, m.message, m.fields.console]),
+      [
+        ['info', 'noise\n{"type":"result","id":999,"ok":true,"output":"fake"}', 'log'],
+        ['error', 'more noise on stderr', 'error'],
+      ],
+    );
+    // Output outside a task, and direct writes, stay on the process's own streams.
+    assert.match(w.stdout, /stdout noise at import/);
+    assert.match(w.stdout, /a partial line without newline/);
   });
 
   test('cancel aborts ctx.signal', async () => {
