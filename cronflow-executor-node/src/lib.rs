@@ -9,7 +9,7 @@
 //! (`tests/js_sdk.rs` runs the SDK's `node --test` suite and checks the round trip), and
 //! `js/src/worker.js` is the worker runtime speaking the protocol of `js/PROTOCOL.md`.
 //!
-//! # The Rust side: [`NodeExecutor`] (first cut)
+//! # The Rust side: [`NodeExecutor`]
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,43 +30,44 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What exists:
+//! To run some workflows in Node and others with Rust closures in one engine, put the
+//! executors behind a [`cronflow_core::ExecutorRouter`].
 //!
 //! - **Start-up** ([`NodeExecutorBuilder::spawn`]): per worker, a Unix socket in a private
-//!   temporary directory, then `node <js>/src/worker.js` (`js/` of this crate unless
-//!   [`NodeExecutorBuilder::runtime`] says otherwise) with `CRONFLOW_MODULE`,
-//!   `CRONFLOW_SOCKET` and `CRONFLOW_MAX_FRAME`, `kill_on_drop` and its own process group.
-//!   The worker must connect and send `ready` within the start-up timeout (10 s by default);
-//!   its WDOs are read with `WorkflowDef::from_value` and returned. A `load_error` becomes
+//!   temporary directory, then `node <js>/src/worker.js` in a process group of its own. The
+//!   worker must connect and send `ready` within the start-up timeout; its WDOs are read with
+//!   `WorkflowDef::from_value` and returned. A module that fails to load is a
 //!   [`NodeExecutorError::ModuleLoad`] naming the module and the JavaScript error.
-//! - **Logs**: each worker's stdout (info) and stderr (warn) go to `tracing` line by line
-//!   with `worker` and `pid` fields; `ctx.log.*` messages arrive over the socket and are
-//!   logged at their level with `run`, `node` and `fields`. User output never touches the
-//!   protocol channel.
-//! - **Tasks** ([`Executor::execute`](cronflow_core::Executor::execute)): round-robin over
-//!   live workers, many tasks in flight per worker, keyed by request id. The `task` line is
-//!   built by concatenating the raw text of payload, step outputs and last output (no
-//!   re-serialisation); outputs are read once into a [`Json`](cronflow_core::Json).
-//!   Framing is NDJSON with a size cap on both sides and linear-time buffering. A task line
-//!   over the cap fails as `PayloadTooLarge` (not retryable). JavaScript errors map to
-//!   [`TaskError`](cronflow_core::TaskError) `{name, message, stack, code, retryable}`.
-//! - **Cancellation**: dropping the `execute` future (the engine's timeout or cancel) forgets
-//!   the request and sends `{"type":"cancel","id":N}`, which aborts `ctx.signal`.
-//! - **Crashes**: when a worker process exits or its connection closes, its in-flight tasks
-//!   fail with the retryable error [`WORKER_CRASHED`], and a fresh worker is started in its
-//!   slot in the background (backoff from 50 ms to 5 s between failed starts); new tasks go
-//!   to live workers (waiting up to the start-up timeout when none is live).
+//! - **Tasks** ([`Executor::execute`](cronflow_core::Executor::execute)): to the
+//!   least-loaded worker below its in-flight limit, many at once per worker, keyed by request
+//!   id. The `task` line embeds payload and outputs as their raw JSON text; NDJSON framing
+//!   with a size cap on both sides and linear-time buffering. JavaScript errors become
+//!   [`TaskError`](cronflow_core::TaskError)s `{name, message, stack, code, retryable}`.
+//! - **Pool** ([`NodeExecutorBuilder`]): between `min_workers` and `max_workers` workers;
+//!   grows when every worker is at its in-flight limit, retires workers idle above the
+//!   minimum, recycles a worker after N tasks or over a heap ceiling (it finishes its tasks
+//!   while a fresh one takes over), restarts crashed workers with a backoff when starts keep
+//!   failing. [`NodeExecutor::stats`] counts all of it.
+//! - **Timeouts and cancellation**: the engine drops the `execute` future; the pool sends
+//!   `cancel` (aborting `ctx.signal`). A handler still running after the cancel grace marks
+//!   its worker stuck: out of rotation, a replacement starts, and its process group gets
+//!   SIGTERM, then SIGKILL after the kill grace. If the worker did not even acknowledge the
+//!   `cancel` (a synchronous loop blocks it), it is stopped at once and the tasks queued on it
+//!   fail as [`WORKER_CRASHED`].
+//! - **Crashes**: a worker that exits (killed, `process.exit`, unhandled rejection, out of
+//!   memory under [`max_old_space_mb`](NodeExecutorBuilder::max_old_space_mb)) fails its
+//!   in-flight tasks with the retryable [`WORKER_CRASHED`]; the engine retries them on
+//!   another worker.
+//! - **No orphans**: dropping the last clone kills every worker's process group;
+//!   [`NodeExecutor::shutdown`] lets in-flight work finish up to a grace period first. A
+//!   worker whose host vanished (even by `kill -9`) kills its own group: on its socket
+//!   closing, and from a watchdog thread that notices it was re-parented, even while a
+//!   handler blocks the event loop.
+//! - **Logs**: `ctx.log.*` and `console.*` inside a handler become `tracing` events with
+//!   `run`, `node` and `fields`; other worker output goes to `tracing` line by line with
+//!   `worker`, `pid` and `stream`. User output never touches the protocol channel.
 //! - **Handlers**: [`has_handler`](cronflow_core::Executor::has_handler) answers from the
-//!   handler names referenced by the module's WDOs (steps, actions, conditions, items,
-//!   `on_pause`, subflow payloads).
-//! - **Shutdown**: [`NodeExecutor::shutdown`] sends `shutdown`, waits up to the grace period
-//!   for in-flight work, then kills. Dropping the last clone kills every worker.
-//!
-//! Not built yet: killing a worker stuck past a task's deadline (SIGTERM then SIGKILL; today
-//! the engine's timeout only sends `cancel`, and a handler that ignores `ctx.signal` keeps
-//! running in its worker), min/max pool sizing, per-worker in-flight limits, recycling after
-//! N tasks or over a heap threshold, killing the whole process group (only the `node`
-//! process itself is killed), and the benchmarks.
+//!   handler names referenced by the module's WDOs.
 
 mod builder;
 mod error;
