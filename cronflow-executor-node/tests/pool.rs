@@ -292,3 +292,41 @@ async fn failing_restarts_back_off_and_the_pool_recovers_once_the_module_loads()
     assert_ne!(pid, u64::from(first));
     exec.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_work_finish_within_its_grace_then_kills() {
+    if !node_available() {
+        return;
+    }
+    // Within the grace: the task in flight completes, then the workers exit.
+    let (exec, _) = common::spawn(pool().workers(2)).await;
+    let pids = exec.worker_pids();
+    let running_task = {
+        let exec = exec.clone();
+        tokio::spawn(async move {
+            exec.execute(with_payload(task("tools", "hold"), json!({ "ms": 300 }))).await
+        })
+    };
+    eventually("the task is in flight", || exec.in_flight() == 1).await;
+    exec.shutdown(Duration::from_secs(10)).await;
+    assert!(running_task.await.unwrap().is_ok(), "the in-flight task was cut short");
+    assert!(pids.iter().all(|&p| !running(p)), "{pids:?}");
+    let refused = exec.execute(task("tools", "pid")).await.unwrap_err();
+    assert_eq!(refused.name, "ShuttingDown");
+
+    // Past the grace: the workers are killed and the task fails, retryably.
+    let (exec, _) = common::spawn(pool()).await;
+    let pid = exec.worker_pids()[0];
+    let long_task = {
+        let exec = exec.clone();
+        tokio::spawn(async move {
+            exec.execute(with_payload(task("tools", "hold"), json!({ "ms": 60_000 }))).await
+        })
+    };
+    eventually("the task is in flight", || exec.in_flight() == 1).await;
+    exec.shutdown(Duration::from_millis(200)).await;
+    let err = long_task.await.unwrap().unwrap_err();
+    assert_eq!(err.name, WORKER_CRASHED);
+    assert!(err.retryable);
+    assert!(!running(pid));
+}
