@@ -122,11 +122,23 @@ pub(crate) async fn start(
     let worker = Arc::new(Worker::new(number, pid, out_tx, stop_tx, exited_rx));
 
     // Writer: owns the write half; ends (closing the socket) when the worker is dropped.
+    // Lines queued while a write was in progress go out together: one system call and one
+    // wake-up of the worker for many tasks under load.
     tokio::spawn(async move {
-        while let Some(line) = out_rx.recv().await {
-            if write_half.write_all(line.as_bytes()).await.is_err() {
+        let mut lines = Vec::with_capacity(64);
+        let mut buf = Vec::new();
+        while out_rx.recv_many(&mut lines, 256).await > 0 {
+            let bytes = if let [line] = lines.as_slice() {
+                line.as_bytes()
+            } else {
+                buf.clear();
+                lines.iter().for_each(|l| buf.extend_from_slice(l.as_bytes()));
+                buf.as_slice()
+            };
+            if write_half.write_all(bytes).await.is_err() {
                 break;
             }
+            lines.clear();
         }
     });
 
