@@ -214,6 +214,9 @@ describe('worker on an ES module', () => {
     const r = await w.result(id);
     assert.equal(r.ok, false);
     assert.equal(r.error.name, 'AbortError');
+    // The cancel is acknowledged (the event loop turns), once, and only for a running task.
+    const acks = w.messages.filter((m) => m.type === 'cancelling');
+    assert.deepEqual(acks, [{ type: 'cancelling', id }]);
   });
 
   test('many tasks in flight are answered with the right ids, in completion order', async () => {
