@@ -26,9 +26,10 @@ use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
 use cronflow_benches::{STEPS, linear_workflow, noop_executor};
 use cronflow_core::{
-    ClaimedRun, CommitBatch, Engine, EngineHandle, InstanceId, RecordedEvent, RunId, RunQuery,
+    ClaimedRun, CommitBatch, CommitOutcome, Engine, EngineHandle, InstanceId, RecordedEvent, RunId, RunQuery,
     RunRecord, RunReport, RunStatus, Store, StoreError, StoredRun, WorkflowDef,
 };
+use chrono::{DateTime, Utc};
 use cronflow_store::PostgresStore;
 use sea_orm::sqlx::postgres::PgConnection;
 use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor};
@@ -150,7 +151,7 @@ impl Store for Counted {
     ) -> Result<Option<WorkflowDef>, StoreError> {
         self.inner.load_workflow(id, revision).await
     }
-    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+    async fn commit(&self, batch: &CommitBatch) -> Result<CommitOutcome, StoreError> {
         let started = Instant::now();
         let result = self.inner.commit(batch).await;
         add_since(&self.counters.commit_nanos, started);
@@ -161,6 +162,17 @@ impl Store for Counted {
         c.finished.fetch_add(batch.finished.len() as u64, Ordering::Relaxed);
         c.fenced.fetch_add(batch.fences.len() as u64, Ordering::Relaxed);
         result
+    }
+    async fn schedule_cursor(&self, id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.schedule_cursor(id).await
+    }
+    async fn advance_schedule(
+        &self,
+        id: &str,
+        from: Option<DateTime<Utc>>,
+        to: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.advance_schedule(id, from, to).await
     }
     async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
         self.inner.active_runs().await

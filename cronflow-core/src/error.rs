@@ -91,6 +91,12 @@ pub enum EngineError {
     /// No run with this id exists.
     #[error("unknown run {0}")]
     UnknownRun(RunId),
+    /// A trigger key is empty or too long.
+    #[error("invalid trigger key: {reason}")]
+    InvalidTriggerKey {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The payload is larger than [`EngineBuilder::max_payload_bytes`](crate::EngineBuilder::max_payload_bytes).
     #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
     PayloadTooLarge {

@@ -96,7 +96,8 @@ mod wdo;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use engine::{
-    Clock, Engine, EngineBuilder, EngineHandle, NoExecutor, NoStore, SystemClock, TokioClock,
+    Clock, Engine, EngineBuilder, EngineHandle, MAX_TRIGGER_KEY_BYTES, NoExecutor, NoStore,
+    SystemClock, TokioClock, TriggerOptions, Triggered,
 };
 pub use error::{EngineError, StoreError, WdoError, WdoProblem};
 pub use event::{
@@ -111,7 +112,8 @@ pub use json::Json;
 pub use machine::{Command, MachineSnapshot, ReplayError, RunDefinition, RunMachine, TaskSnapshot};
 pub use retry::{Backoff, RetryPolicy};
 pub use store::{
-    Claim, ClaimedRun, CommitBatch, FinishedRun, MemoryStore, NewRun, RunQuery, Store, StoredRun,
+    Claim, ClaimedRun, CommitBatch, CommitOutcome, DuplicateRun, FinishedRun, MemoryStore, NewRun,
+    RunQuery, Store, StoredRun,
 };
 pub use task::{TIMEOUT_ERROR, Task, TaskContext, TaskError, TaskKind};
 pub use wdo::*;

@@ -372,6 +372,7 @@ async fn a_run_that_cannot_be_resumed_is_reported_not_hidden() {
             revision: 7,
             payload: cronflow_core::Json::null(),
             created_at: now,
+            key: None,
         }],
         events: vec![(run, RecordedEvent { seq: 0, at: now, event: RunEvent::RunStarted })],
         finished: vec![],

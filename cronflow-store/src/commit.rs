@@ -2,10 +2,10 @@
 //! statements, after one statement checking the committing instance's leases when the store
 //! is shared (see [`crate::lease`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use cronflow_core::{Claim, CommitBatch, RunId, StoreError};
+use cronflow_core::{Claim, CommitBatch, CommitOutcome, DuplicateRun, RunId, StoreError};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
 
 use crate::codec::{
@@ -14,7 +14,7 @@ use crate::codec::{
 use crate::dialect::{Col, Dialect};
 use crate::error::{db, write};
 use crate::lease;
-use crate::sql::{chunk_sizes, int, opt_text, text};
+use crate::sql::{CHUNK_ROWS, chunk_sizes, int, opt_text, text};
 
 /// What a statement of the batch does, for error messages and checks.
 enum Step {
@@ -31,26 +31,29 @@ enum Step {
 /// `claim` is the batch's [`Claim`] for a shared store (PostgreSQL), `None` for a store that
 /// ignores leases: with it, new runs are created held by `claim.owner` (fence 1) and every
 /// existing run the batch touches is first checked against `batch.fences`
-/// ([`lease::check_fences`]).
+/// ([`lease::check_fences`]). New runs with a trigger key are created only if the key is free
+/// ([`claim_keys`]); the others are left out and reported.
 pub(crate) async fn commit(
     conn: &DatabaseConnection,
     batch: &CommitBatch,
     claim: Option<Claim>,
-) -> Result<(), StoreError> {
+) -> Result<CommitOutcome, StoreError> {
     if batch.is_empty() {
-        return Ok(());
+        return Ok(CommitOutcome::default());
     }
     let dialect = Dialect::of(conn);
-    // Encode everything before taking the write lock.
-    let mut steps = build(batch, dialect, claim)?;
+    let keys: Vec<(&str, RunId)> = batch.trigger_keys().collect();
+    // Encode everything before taking the write lock (a keyed batch is encoded once its
+    // duplicates are known).
+    let mut steps = if keys.is_empty() { Some(build(batch, dialect, claim)?) } else { None };
     let fenced =
         claim.map(|c| (c, lease::touched_runs(batch))).filter(|(_, runs)| !runs.is_empty());
-    if steps.len() == 1 && fenced.is_none() {
+    if let Some(only) = steps.as_mut().filter(|s| s.len() == 1 && fenced.is_none()) {
         // One statement is atomic on its own (in SQLite and in PostgreSQL): skipping BEGIN
         // and COMMIT saves two round trips to the database, which is most of a lone run's
         // per-step latency.
-        let (step, stmt) = steps.remove(0);
-        return run_steps(conn, vec![(step, stmt)]).await;
+        run_steps(conn, std::mem::take(only)).await?;
+        return Ok(CommitOutcome::default());
     }
     let txn = conn
         .begin_with_options(dialect.write_transaction())
@@ -60,10 +63,28 @@ pub(crate) async fn commit(
         if let Some((claim, runs)) = fenced {
             lease::check_fences(&txn, claim, &runs, &batch.fences).await?;
         }
-        run_steps(&txn, steps).await
+        let mut outcome = CommitOutcome::default();
+        let steps = match steps {
+            Some(steps) => steps,
+            None => {
+                let at = batch.new_runs.first().map_or(0, |r| micros(r.created_at));
+                outcome.duplicates = claim_keys(&txn, dialect, &keys, at).await?;
+                if outcome.duplicates.is_empty() {
+                    build(batch, dialect, claim)?
+                } else {
+                    let left_out: HashSet<RunId> = outcome.duplicates.iter().map(|d| d.run).collect();
+                    build(&batch.without_runs(&left_out), dialect, claim)?
+                }
+            }
+        };
+        run_steps(&txn, steps).await?;
+        Ok(outcome)
     };
     match written.await {
-        Ok(()) => txn.commit().await.map_err(|e| db("committing a batch", e)),
+        Ok(outcome) => {
+            txn.commit().await.map_err(|e| db("committing a batch", e))?;
+            Ok(outcome)
+        }
         Err(err) => {
             if let Err(e) = txn.rollback().await {
                 tracing::warn!(error = %e, "rolling back a failed commit failed");
@@ -71,6 +92,57 @@ pub(crate) async fn commit(
             Err(err)
         }
     }
+}
+
+/// Takes the trigger keys of a batch's new runs: inserts those still free, then reads who
+/// holds each. A key held by another run makes its new run a duplicate. On PostgreSQL an
+/// insert racing another transaction's insert of the same key waits for it; the read, a
+/// later statement, then sees the winner.
+async fn claim_keys(
+    txn: &impl ConnectionTrait,
+    dialect: Dialect,
+    keys: &[(&str, RunId)],
+    at: i64,
+) -> Result<Vec<DuplicateRun>, StoreError> {
+    for chunk in keys.chunks(CHUNK_ROWS) {
+        let mut values = Vec::with_capacity(chunk.len() * 3);
+        for (key, run) in chunk {
+            values.extend([text(*key), dialect.run_id(*run), int(at)]);
+        }
+        let sql = format!(
+            "INSERT INTO trigger_keys (key, run_id, created_at) VALUES {} \
+             ON CONFLICT (key) DO NOTHING",
+            dialect.rows(chunk.len(), 3)
+        );
+        txn.execute_raw(dialect.statement(sql, values))
+            .await
+            .map_err(|e| write("taking trigger keys", e))?;
+    }
+    let mut holders: HashMap<String, RunId> = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(CHUNK_ROWS) {
+        let list = vec!["?"; chunk.len()].join(",");
+        let sql = format!("SELECT key, run_id FROM trigger_keys WHERE key IN ({list})");
+        let values = chunk.iter().map(|(key, _)| text(*key)).collect();
+        let stmt = dialect.statement(dialect.numbered(&sql), values);
+        let rows = txn.query_all_raw(stmt).await.map_err(|e| db("reading trigger keys", e))?;
+        for row in rows {
+            let key: String = codec::get(&row, 0, || "trigger key".to_owned())?;
+            holders.insert(key, dialect.get_run_id(&row, 1)?);
+        }
+    }
+    let mut duplicates = Vec::new();
+    for (key, run) in keys {
+        match holders.get(*key) {
+            Some(&existing) if existing != *run => {
+                duplicates.push(DuplicateRun { run: *run, existing });
+            }
+            Some(_) => {}
+            None => {
+                return Err(StoreError::Conflict(format!("trigger key `{key}` was not stored")));
+            }
+        }
+    }
+    Ok(duplicates)
 }
 
 async fn run_steps(

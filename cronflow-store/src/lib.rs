@@ -94,7 +94,7 @@
 //! the later ones find the schema up to date. A version number means the same tables on both
 //! backends.
 //!
-//! # Schema (version 2)
+//! # Schema (version 3)
 //!
 //! ```sql
 //! workflows  (id TEXT, revision INTEGER, version TEXT NULL, definition TEXT, created_at BIGINT,
@@ -108,7 +108,14 @@
 //! run_events (run_id TEXT, seq INTEGER, at BIGINT, kind TEXT, task TEXT NULL,
 //!             attempt INTEGER NULL, data TEXT)
 //!            -- UNIQUE INDEX (run_id, seq)
+//! trigger_keys (key TEXT PRIMARY KEY, run_id TEXT, created_at BIGINT)      -- version 3
+//! schedules    (id TEXT PRIMARY KEY, next_slot BIGINT, updated_at BIGINT) -- version 3
 //! ```
+//!
+//! A keyed trigger inserts its key with `ON CONFLICT DO NOTHING` in the transaction that
+//! creates its run, then reads which run holds the key: a run whose key is held by another
+//! run is left out of the batch. On PostgreSQL, a concurrent insert of the same key waits for
+//! the first transaction and then finds its row, so one run is created across instances.
 //!
 //! `run_events` is a plain (rowid) table with a unique index rather than a `WITHOUT ROWID`
 //! table clustered on `(run_id, seq)`: a group commit appends a few events to each of many
@@ -227,6 +234,7 @@ mod probe;
 mod read;
 #[cfg(feature = "postgres")]
 mod redact;
+mod schedules;
 mod schema;
 mod sql;
 #[cfg(feature = "sqlite")]

@@ -16,6 +16,9 @@
 //! partial index over the running runs by lease, which is what claiming scans. SQLite gets the
 //! same columns (unused there: one SQLite file has one engine), so that a version still means
 //! the same tables on both backends.
+//!
+//! Migration 3 adds the tables of trigger sources: `trigger_keys` (one row per keyed trigger,
+//! the key its primary key) and `schedules` (one cursor per schedule).
 
 /// One migration: the statements applying it on each backend, in order.
 pub(crate) struct Migration {
@@ -26,7 +29,8 @@ pub(crate) struct Migration {
 }
 
 /// Every table the migrations create, `cronflow_meta` included.
-pub(crate) const TABLES: &[&str] = &["cronflow_meta", "workflows", "runs", "run_events"];
+pub(crate) const TABLES: &[&str] =
+    &["cronflow_meta", "workflows", "runs", "run_events", "trigger_keys", "schedules"];
 
 /// The ordered migrations.
 pub(crate) const MIGRATIONS: &[Migration] = &[
@@ -120,6 +124,35 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             "ALTER TABLE runs ADD COLUMN owner UUID, ADD COLUMN lease_until BIGINT, \
              ADD COLUMN fence BIGINT NOT NULL DEFAULT 0",
             "CREATE INDEX runs_running_lease ON runs (lease_until) WHERE status = 'running'",
+        ],
+    },
+    // 3: trigger sources. `trigger_keys` makes keyed triggers idempotent (a cron slot, a
+    // webhook idempotency key, a polled item): the primary key is the whole mechanism.
+    // `schedules` holds each schedule's cursor, the next slot it fires.
+    Migration {
+        sqlite: &[
+            "CREATE TABLE trigger_keys (
+                key TEXT NOT NULL PRIMARY KEY,
+                run_id TEXT NOT NULL,
+                created_at BIGINT NOT NULL
+            )",
+            "CREATE TABLE schedules (
+                id TEXT NOT NULL PRIMARY KEY,
+                next_slot BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )",
+        ],
+        postgres: &[
+            "CREATE TABLE trigger_keys (
+                key TEXT NOT NULL PRIMARY KEY,
+                run_id UUID NOT NULL,
+                created_at BIGINT NOT NULL
+            )",
+            "CREATE TABLE schedules (
+                id TEXT NOT NULL PRIMARY KEY,
+                next_slot BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL
+            )",
         ],
     },
 ];

@@ -69,9 +69,25 @@ macro_rules! delegate_store {
             async fn commit(
                 &self,
                 batch: &cronflow_core::CommitBatch,
-            ) -> Result<(), cronflow_core::StoreError> {
+            ) -> Result<cronflow_core::CommitOutcome, cronflow_core::StoreError> {
                 let $batch = batch;
                 crate::commit::commit(&self.db, $batch, $claim).await
+            }
+
+            async fn schedule_cursor(
+                &self,
+                id: &str,
+            ) -> Result<Option<chrono::DateTime<chrono::Utc>>, cronflow_core::StoreError> {
+                crate::schedules::cursor(&self.db, id).await
+            }
+
+            async fn advance_schedule(
+                &self,
+                id: &str,
+                from: Option<chrono::DateTime<chrono::Utc>>,
+                to: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, cronflow_core::StoreError> {
+                crate::schedules::advance(&self.db, id, from, to).await
             }
 
             async fn active_runs(

@@ -67,14 +67,17 @@ async fn concurrent_first_connects_migrate_once() {
     }
     let version =
         schema.query_text("SELECT value FROM cronflow_meta WHERE key = 'schema_version'").await;
-    assert_eq!(version.as_deref(), Some("2"));
+    assert_eq!(version.as_deref(), Some("3"));
     let tables = schema
         .query_text(
             "SELECT string_agg(tablename, ',' ORDER BY tablename)::text FROM pg_tables \
              WHERE schemaname = current_schema()",
         )
         .await;
-    assert_eq!(tables.as_deref(), Some("cronflow_meta,run_events,runs,workflows"));
+    assert_eq!(
+        tables.as_deref(),
+        Some("cronflow_meta,run_events,runs,schedules,trigger_keys,workflows")
+    );
 
     // They all work on the same data.
     let run = new_run("orders", 1);

@@ -15,6 +15,7 @@ use tracing::{debug, error, info, warn};
 use crate::engine::clock::Clock;
 use crate::engine::config::EngineConfig;
 use crate::engine::dispatch::Dispatcher;
+use crate::engine::handle::Triggered;
 use crate::engine::lease::Leases;
 use crate::engine::registry::Registry;
 use crate::error::{EngineError, StoreError};
@@ -22,19 +23,23 @@ use crate::event::{RunEvent, RunStatus};
 use crate::id::{RunId, TaskKey};
 use crate::json::Json;
 use crate::machine::{Command, RunDefinition, RunMachine};
-use crate::store::{ClaimedRun, CommitBatch, FinishedRun, NewRun, Store};
+use crate::store::{ClaimedRun, CommitBatch, DuplicateRun, FinishedRun, NewRun, Store};
 use crate::task::TaskError;
 
 /// How long commits keep being retried while the store is unreachable before the engine
 /// stops (and leaves the rest to the next start).
 const STORE_OUTAGE_LIMIT: Duration = Duration::from_secs(60);
 
+/// Where the answer to a trigger goes.
+pub(crate) type TriggerReply = oneshot::Sender<Result<Triggered, EngineError>>;
+
 /// Everything that reaches the driver.
 pub(crate) enum Input {
     Trigger {
         workflow_id: String,
         payload: Json,
-        reply: oneshot::Sender<Result<RunId, EngineError>>,
+        key: Option<String>,
+        reply: TriggerReply,
     },
     TaskDone {
         run_id: RunId,
@@ -113,7 +118,14 @@ pub(crate) struct Driver {
     room: Arc<AtomicUsize>,
     // Per-turn buffers, emptied by `finish_turn`.
     pub(crate) batch: CommitBatch,
-    accepted: Vec<(RunId, oneshot::Sender<Result<RunId, EngineError>>)>,
+    /// Triggers answered once the turn is durable: the run and whether this trigger made it
+    /// (a keyed trigger repeating a key of the same turn did not).
+    accepted: Vec<(RunId, bool, TriggerReply)>,
+    /// The trigger keys of this turn's new runs.
+    turn_keys: HashMap<String, RunId>,
+    /// New runs of this turn the store did not create (their key was taken), with the run
+    /// holding the key.
+    duplicates: HashMap<RunId, RunId>,
     /// Cancel requests answered once the cancellation is durable.
     pub(crate) cancelled: Vec<(RunId, oneshot::Sender<bool>)>,
     pub(crate) finished: Vec<RunId>,
@@ -150,6 +162,8 @@ impl Driver {
             room,
             batch: CommitBatch::default(),
             accepted: Vec::new(),
+            turn_keys: HashMap::new(),
+            duplicates: HashMap::new(),
             cancelled: Vec::new(),
             finished: Vec::new(),
             claimed: Vec::new(),
@@ -223,7 +237,7 @@ impl Driver {
                     self.carry_out(run_id, commands);
                 }
             }
-            Input::Trigger { workflow_id, payload, reply } => {
+            Input::Trigger { workflow_id, payload, key, reply } => {
                 if self.shutdown.is_some() {
                     let _ = reply.send(Err(EngineError::ShuttingDown));
                     return;
@@ -232,16 +246,25 @@ impl Driver {
                     let _ = reply.send(Err(EngineError::UnknownWorkflow(workflow_id)));
                     return;
                 };
+                if let Some(&first) = key.as_ref().and_then(|k| self.turn_keys.get(k)) {
+                    // The same key twice in one turn: one run, answered to both.
+                    self.accepted.push((first, false, reply));
+                    return;
+                }
                 let run_id = RunId::new();
+                if let Some(key) = &key {
+                    self.turn_keys.insert(key.clone(), run_id);
+                }
                 self.batch.new_runs.push(NewRun {
                     id: run_id,
                     workflow_id,
                     revision: def.revision,
                     payload: payload.clone(),
                     created_at: now,
+                    key,
                 });
                 let (machine, commands) = RunMachine::start(Arc::clone(def), run_id, payload, now);
-                self.accepted.push((run_id, reply));
+                self.accepted.push((run_id, true, reply));
                 if self.leases.is_some() && self.runs.len() >= self.config.max_active_runs {
                     // Full: record the run and leave its execution to another instance (its
                     // lease is released after the commit, which wakes their claimers).
@@ -364,7 +387,11 @@ impl Driver {
             let mut attempt = 1;
             let failing_since = Instant::now();
             self.fence_batch();
-            while let Err(e) = self.store.commit(&self.batch).await {
+            let outcome = loop {
+                let e = match self.store.commit(&self.batch).await {
+                    Ok(outcome) => break outcome,
+                    Err(e) => e,
+                };
                 if let StoreError::LeaseLost { runs } = &e {
                     // Another instance has these runs now: forget them, commit the rest.
                     warn!(runs = runs.len(), "leases lost at commit; another instance continues");
@@ -385,7 +412,7 @@ impl Driver {
                 };
                 if give_up {
                     error!(error = %e, "store commit failed; stopping the engine");
-                    for (_, reply) in self.accepted.drain(..) {
+                    for (_, _, reply) in self.accepted.drain(..) {
                         let _ = reply
                             .send(Err(EngineError::Store(StoreError::Database(e.to_string()))));
                     }
@@ -395,17 +422,24 @@ impl Driver {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
                 attempt += 1;
-            }
+            };
+            self.forget_duplicates(&outcome.duplicates);
             self.batch.clear();
         }
+        self.turn_keys.clear();
         let committed_at = Instant::now();
-        for (run_id, reply) in self.accepted.drain(..) {
+        for (run_id, created, reply) in self.accepted.drain(..) {
             // A heartbeat that asked before this commit could not list the new run.
             if let Some(run) = self.runs.get_mut(&run_id) {
                 run.since = committed_at;
             }
-            let _ = reply.send(Ok(run_id));
+            let triggered = match self.duplicates.get(&run_id) {
+                Some(&existing) => Triggered { run_id: existing, created: false },
+                None => Triggered { run_id, created },
+            };
+            let _ = reply.send(Ok(triggered));
         }
+        self.duplicates.clear();
         for (_, reply) in self.cancelled.drain(..) {
             let _ = reply.send(true);
         }
@@ -421,6 +455,21 @@ impl Driver {
         let room = self.config.max_active_runs.saturating_sub(self.runs.len());
         self.room.store(room, Ordering::Relaxed);
         true
+    }
+}
+
+impl Driver {
+    /// Forgets the new runs the store left out because their trigger key was taken: they
+    /// never existed, so none of their work may be dispatched.
+    fn forget_duplicates(&mut self, duplicates: &[DuplicateRun]) {
+        for duplicate in duplicates {
+            debug!(run_id = %duplicate.run, existing = %duplicate.existing, "trigger key taken");
+            self.runs.remove(&duplicate.run);
+            self.dispatcher.forget_run(duplicate.run);
+            self.finished.retain(|r| *r != duplicate.run);
+            self.shed.retain(|r| *r != duplicate.run);
+            self.duplicates.insert(duplicate.run, duplicate.existing);
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! [`EngineHandle`]: the cheap, cloneable door into a running engine.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +15,52 @@ use crate::event::{RunRecord, RunReport};
 use crate::executor::Executor;
 use crate::id::RunId;
 use crate::json::Json;
+use crate::machine::RunDefinition;
 use crate::store::{RunQuery, Store};
 use crate::wdo::WorkflowDef;
+
+/// The longest trigger key accepted, in bytes.
+pub const MAX_TRIGGER_KEY_BYTES: usize = 512;
+
+/// Options of [`EngineHandle::trigger_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TriggerOptions {
+    /// The idempotency key of the trigger, unique forever in the store (1 to
+    /// [`MAX_TRIGGER_KEY_BYTES`] bytes). Namespace it by source, e.g. `cron:<schedule>:<slot>`.
+    pub key: Option<String>,
+}
+
+impl TriggerOptions {
+    /// No options: every call starts a new run.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the trigger idempotent under `key`.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+}
+
+/// What a trigger did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Triggered {
+    /// The run: the new one, or the one already holding the trigger key.
+    pub run_id: RunId,
+    /// Whether this call created the run (false: its key was taken before).
+    pub created: bool,
+}
 
 pub(crate) struct Shared {
     pub(crate) tx: mpsc::UnboundedSender<Input>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) executor: Arc<dyn Executor>,
     pub(crate) config: EngineConfig,
+    /// The latest definition of every registered workflow, for [`EngineHandle::workflows`].
+    pub(crate) definitions: std::sync::RwLock<BTreeMap<String, Arc<RunDefinition>>>,
 }
 
 /// Triggers, cancels, waits for and inspects runs of a running [`Engine`](crate::Engine).
@@ -60,13 +99,92 @@ impl EngineHandle {
         workflow_id: &str,
         payload: Json,
     ) -> Result<RunId, EngineError> {
+        let triggered = self.trigger_with(workflow_id, payload, TriggerOptions::new()).await?;
+        Ok(triggered.run_id)
+    }
+
+    /// Starts a run like [`EngineHandle::trigger_json`], with options; with a
+    /// [key](TriggerOptions::key) the trigger is idempotent.
+    ///
+    /// A keyed trigger creates a run only if no run was ever created with that key, on this
+    /// engine or on any instance sharing its store; otherwise it returns the run that holds
+    /// the key, with [`Triggered::created`] false. Trigger sources use it so a cron slot, a
+    /// webhook's idempotency key or a polled item starts one run however often it is
+    /// delivered.
+    ///
+    /// ```
+    /// # use cronflow_core::{Engine, InProcessExecutor, MemoryStore, TaskError, TriggerOptions, Workflow, Json};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::builder()
+    /// #     .store(MemoryStore::new())
+    /// #     .executor(InProcessExecutor::new().handler("ship", |_| async { Ok::<_, TaskError>(1) }))
+    /// #     .workflow(Workflow::new("orders").step("ship").build()?)
+    /// #     .start()
+    /// #     .await?;
+    /// let handle = engine.handle();
+    /// let key = TriggerOptions::new().key("order-42");
+    /// let first = handle.trigger_with("orders", Json::null(), key.clone()).await?;
+    /// let again = handle.trigger_with("orders", Json::null(), key).await?;
+    /// assert!(first.created && !again.created);
+    /// assert_eq!(first.run_id, again.run_id);
+    /// # Ok(()) }
+    /// ```
+    pub async fn trigger_with(
+        &self,
+        workflow_id: &str,
+        payload: Json,
+        options: TriggerOptions,
+    ) -> Result<Triggered, EngineError> {
         let limit = self.shared.config.max_payload_bytes;
         if payload.len() > limit {
             return Err(EngineError::PayloadTooLarge { size: payload.len(), limit });
         }
+        if let Some(key) = &options.key
+            && (key.is_empty() || key.len() > MAX_TRIGGER_KEY_BYTES)
+        {
+            return Err(EngineError::InvalidTriggerKey {
+                reason: format!(
+                    "a trigger key must be 1 to {MAX_TRIGGER_KEY_BYTES} bytes, found {}",
+                    key.len()
+                ),
+            });
+        }
         let (reply, answer) = oneshot::channel();
-        self.send(Input::Trigger { workflow_id: workflow_id.to_string(), payload, reply })?;
+        self.send(Input::Trigger {
+            workflow_id: workflow_id.to_string(),
+            payload,
+            key: options.key,
+            reply,
+        })?;
         answer.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// The cursor of schedule `id` in the store: the next slot it fires (see
+    /// [`Store::schedule_cursor`]). For trigger sources.
+    pub async fn schedule_cursor(
+        &self,
+        id: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, EngineError> {
+        Ok(self.shared.store.schedule_cursor(id).await?)
+    }
+
+    /// Moves the cursor of schedule `id` from `from` to `to`; `false` if another instance
+    /// moved it first (see [`Store::advance_schedule`]). For trigger sources.
+    pub async fn advance_schedule(
+        &self,
+        id: &str,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, EngineError> {
+        Ok(self.shared.store.advance_schedule(id, from, to).await?)
+    }
+
+    /// The latest registered definition of every workflow, by id. Trigger sources read
+    /// their triggers from them.
+    pub fn workflows(&self) -> Vec<WorkflowDef> {
+        let defs = self.shared.definitions.read().unwrap_or_else(|e| e.into_inner());
+        defs.values().map(|d| d.def.clone()).collect()
     }
 
     /// Waits until run `run_id` has finished and returns its record and history.
@@ -132,8 +250,10 @@ impl EngineHandle {
         let def = registry::prepare(def, &*self.shared.store, &*self.shared.executor).await?;
         let revision = def.revision;
         let (reply, answer) = oneshot::channel();
-        self.send(Input::Register { def, reply })?;
+        self.send(Input::Register { def: Arc::clone(&def), reply })?;
         answer.await.map_err(|_| EngineError::ShuttingDown)?;
+        let mut defs = self.shared.definitions.write().unwrap_or_else(|e| e.into_inner());
+        defs.insert(def.def.id.clone(), def);
         Ok(revision)
     }
 

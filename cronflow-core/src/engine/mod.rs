@@ -17,7 +17,7 @@ mod registry;
 
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::{EngineBuilder, NoExecutor, NoStore};
-pub use handle::EngineHandle;
+pub use handle::{EngineHandle, MAX_TRIGGER_KEY_BYTES, TriggerOptions, Triggered};
 
 use crate::error::EngineError;
 use crate::executor::Executor;
@@ -74,8 +74,11 @@ impl Engine {
         let store: Arc<dyn Store> = Arc::new(builder.store);
         let executor: Arc<dyn Executor> = Arc::new(builder.executor);
         let mut registry = Registry::default();
+        let mut definitions = std::collections::BTreeMap::new();
         for def in builder.workflows {
-            registry.insert(registry::prepare(def, &*store, &*executor).await?);
+            let def = registry::prepare(def, &*store, &*executor).await?;
+            definitions.insert(def.def.id.clone(), Arc::clone(&def));
+            registry.insert(def);
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let dispatcher = Dispatcher::new(
@@ -105,7 +108,13 @@ impl Engine {
             lease::spawn_background(Arc::clone(&store), tx.clone(), instance, &config, room);
         }
         let driver = tokio::spawn(driver.run());
-        let shared = Arc::new(Shared { tx, store, executor, config: builder.config });
+        let shared = Arc::new(Shared {
+            tx,
+            store,
+            executor,
+            config: builder.config,
+            definitions: std::sync::RwLock::new(definitions),
+        });
         Ok(Engine { handle: EngineHandle { shared }, driver: Some(driver) })
     }
 }

@@ -1,12 +1,14 @@
 //! [`MemoryStore`]: a [`Store`] in a `Mutex`, for tests and examples that need no durability.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{ClaimedRun, CommitBatch, RunQuery, Store, StoredRun};
+use chrono::{DateTime, Utc};
+
+use super::{ClaimedRun, CommitBatch, CommitOutcome, DuplicateRun, RunQuery, Store, StoredRun};
 use crate::error::StoreError;
 use crate::event::{RecordedEvent, RunRecord, RunStatus};
 use crate::id::{InstanceId, RunId};
@@ -29,6 +31,8 @@ struct Inner {
     runs: HashMap<RunId, RunRecord>,
     events: HashMap<RunId, Vec<RecordedEvent>>,
     holders: HashMap<RunId, Holder>,
+    trigger_keys: HashMap<String, RunId>,
+    schedules: HashMap<String, DateTime<Utc>>,
 }
 
 /// Who holds a run, until when, and the fence of that claim.
@@ -78,8 +82,24 @@ impl Store for MemoryStore {
         Ok(index.and_then(|i| inner.workflows.get(id)?.get(i)).map(|(_, def)| def.clone()))
     }
 
-    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+    async fn commit(&self, batch: &CommitBatch) -> Result<CommitOutcome, StoreError> {
         let mut inner = self.lock();
+        let mut outcome = CommitOutcome::default();
+        for (key, run) in batch.trigger_keys() {
+            if let Some(&existing) = inner.trigger_keys.get(key)
+                && existing != run
+            {
+                outcome.duplicates.push(DuplicateRun { run, existing });
+            }
+        }
+        let filtered;
+        let batch = if outcome.duplicates.is_empty() {
+            batch
+        } else {
+            let left_out: HashSet<RunId> = outcome.duplicates.iter().map(|d| d.run).collect();
+            filtered = batch.without_runs(&left_out);
+            &filtered
+        };
         // Check everything before changing anything: a commit is all or nothing.
         if let Some(claim) = batch.claim {
             let lost = lost_runs(&inner, batch, claim.owner);
@@ -141,7 +161,28 @@ impl Store for MemoryStore {
                 run.finished_at = Some(finished.finished_at);
             }
         }
-        Ok(())
+        for (key, run) in batch.trigger_keys() {
+            inner.trigger_keys.insert(key.to_string(), run);
+        }
+        Ok(outcome)
+    }
+
+    async fn schedule_cursor(&self, id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.lock().schedules.get(id).copied())
+    }
+
+    async fn advance_schedule(
+        &self,
+        id: &str,
+        from: Option<DateTime<Utc>>,
+        to: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.schedules.get(id).copied() != from {
+            return Ok(false);
+        }
+        inner.schedules.insert(id.to_string(), to);
+        Ok(true)
     }
 
     async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
@@ -282,6 +323,7 @@ mod tests {
             revision: 1,
             payload: Json::null(),
             created_at: now,
+            key: None,
         });
         batch.events.push((id, RecordedEvent { seq: 0, at: now, event: RunEvent::RunStarted }));
         id

@@ -31,6 +31,15 @@ pub use memory::MemoryStore;
 ///   with a handful of multi-row statements, never a statement per event.
 /// - A run's first event is `run_started` (seq 0), committed in the same batch as the
 ///   [`NewRun`] with `at == created_at`; a backend may store it as the run row itself.
+/// - Trigger keys are unique forever: a [`NewRun`] with a [`key`](NewRun::key) is created
+///   only if no stored run holds that key (or the run holding it is itself, when a commit is
+///   retried after an ambiguous failure). A new run whose key is taken is left out of the
+///   batch with everything of it (events, finished record), the rest of the batch is stored,
+///   and the commit reports it in [`CommitOutcome::duplicates`] with the run holding the key.
+///   Two new runs of one batch never share a key (the engine deduplicates a turn first).
+///   This holds across instances sharing the store: it is what fires a cron slot once.
+/// - Schedule cursors ([`Store::schedule_cursor`], [`Store::advance_schedule`]) are
+///   compare-and-set: of several instances moving one cursor from the same value, one wins.
 /// - Reads ([`Store::run`], [`Store::run_events`], [`Store::list_runs`]) may run concurrently
 ///   with `commit` and see only committed data.
 /// - Several engine instances may share a store only if [`Store::shared`] says so. Such a
@@ -54,8 +63,22 @@ pub trait Store: Send + Sync + 'static {
         revision: u32,
     ) -> Result<Option<WorkflowDef>, StoreError>;
 
-    /// Atomically stores a batch of new runs, appended events and finished runs.
-    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError>;
+    /// Atomically stores a batch of new runs, appended events and finished runs; reports
+    /// the new runs left out because their trigger key was taken.
+    async fn commit(&self, batch: &CommitBatch) -> Result<CommitOutcome, StoreError>;
+
+    /// The cursor of schedule `id`: the slot it fires next, or `None` if it has none yet.
+    async fn schedule_cursor(&self, id: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Moves the cursor of schedule `id` from `from` (`None`: it has none yet) to `to`.
+    /// Returns `false`, changing nothing, if the cursor is not at `from` any more (another
+    /// instance moved it first).
+    async fn advance_schedule(
+        &self,
+        id: &str,
+        from: Option<DateTime<Utc>>,
+        to: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Every run whose status is [`RunStatus::Running`], with its full history in order:
     /// what the engine replays when it starts.
@@ -175,6 +198,23 @@ impl CommitBatch {
         self.new_runs.is_empty() && self.events.is_empty() && self.finished.is_empty()
     }
 
+    /// The batch without anything of `runs` (their new runs, events, finished records and
+    /// fences): what a store writes once it knows some new runs are duplicates.
+    pub fn without_runs(&self, runs: &std::collections::HashSet<RunId>) -> CommitBatch {
+        CommitBatch {
+            new_runs: self.new_runs.iter().filter(|r| !runs.contains(&r.id)).cloned().collect(),
+            events: self.events.iter().filter(|(r, _)| !runs.contains(r)).cloned().collect(),
+            finished: self.finished.iter().filter(|f| !runs.contains(&f.id)).cloned().collect(),
+            claim: self.claim,
+            fences: self.fences.iter().filter(|(r, _)| !runs.contains(r)).copied().collect(),
+        }
+    }
+
+    /// The trigger keys of the batch's new runs, with their runs.
+    pub fn trigger_keys(&self) -> impl Iterator<Item = (&str, RunId)> {
+        self.new_runs.iter().filter_map(|r| r.key.as_deref().map(|k| (k, r.id)))
+    }
+
     /// Empties the batch, keeping its allocations.
     pub fn clear(&mut self) {
         self.new_runs.clear();
@@ -197,6 +237,25 @@ pub struct NewRun {
     pub payload: Json,
     /// When it was accepted.
     pub created_at: DateTime<Utc>,
+    /// The trigger key that makes this trigger idempotent, if any: the store creates the run
+    /// only if no run was created with the same key before (see [`Store::commit`]).
+    pub key: Option<String>,
+}
+
+/// What a commit did beyond writing its batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// New runs of the batch that were **not** created because their trigger key was taken.
+    pub duplicates: Vec<DuplicateRun>,
+}
+
+/// A new run whose trigger key was already taken by another run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DuplicateRun {
+    /// The run of the batch that was not created.
+    pub run: RunId,
+    /// The run that holds the key.
+    pub existing: RunId,
 }
 
 /// A run that reached a terminal status.

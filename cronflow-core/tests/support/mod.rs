@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cronflow_core::{
-    ClaimedRun, CommitBatch, InstanceId, MemoryStore, RecordedEvent, RunId, RunQuery, RunRecord,
+    ClaimedRun, CommitBatch, CommitOutcome, InstanceId, MemoryStore, RecordedEvent, RunId, RunQuery, RunRecord,
     Store, StoreError, StoredRun, WorkflowDef,
 };
+
+type Time = chrono::DateTime<chrono::Utc>;
 
 /// Decides whether an operation fails: `Some(error)` fails it.
 pub(crate) type Fault = Arc<dyn Fn() -> Option<StoreError> + Send + Sync>;
@@ -42,9 +44,20 @@ impl Store for FaultyStore {
     async fn load_workflow(&self, id: &str, rev: u32) -> Result<Option<WorkflowDef>, StoreError> {
         self.inner.load_workflow(id, rev).await
     }
-    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+    async fn commit(&self, batch: &CommitBatch) -> Result<CommitOutcome, StoreError> {
         check(&self.commit_fault)?;
         self.inner.commit(batch).await
+    }
+    async fn schedule_cursor(&self, id: &str) -> Result<Option<Time>, StoreError> {
+        self.inner.schedule_cursor(id).await
+    }
+    async fn advance_schedule(
+        &self,
+        id: &str,
+        from: Option<Time>,
+        to: Time,
+    ) -> Result<bool, StoreError> {
+        self.inner.advance_schedule(id, from, to).await
     }
     async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
         self.inner.active_runs().await

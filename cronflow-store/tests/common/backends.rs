@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use cronflow_core::{
-    CommitBatch, RecordedEvent, RunId, RunQuery, RunRecord, RunReport, Store, StoreError,
-    StoredRun, WorkflowDef,
+    CommitBatch, CommitOutcome, RecordedEvent, RunId, RunQuery, RunRecord, RunReport, Store,
+    StoreError, StoredRun, WorkflowDef,
 };
 use cronflow_store::{PostgresStore, SqliteStore};
 use sea_orm::sqlx::postgres::PgConnection;
@@ -70,8 +70,22 @@ impl Store for TestStore {
     ) -> Result<Option<WorkflowDef>, StoreError> {
         each!(self, s => s.load_workflow(id, revision).await)
     }
-    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+    async fn commit(&self, batch: &CommitBatch) -> Result<CommitOutcome, StoreError> {
         each!(self, s => s.commit(batch).await)
+    }
+    async fn schedule_cursor(
+        &self,
+        id: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        each!(self, s => s.schedule_cursor(id).await)
+    }
+    async fn advance_schedule(
+        &self,
+        id: &str,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.advance_schedule(id, from, to).await)
     }
     async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
         each!(self, s => s.active_runs().await)
