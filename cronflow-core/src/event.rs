@@ -202,6 +202,9 @@ pub struct RunRecord {
     pub created_at: DateTime<Utc>,
     /// When it finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The trigger context it was started with, if any
+    /// ([`TriggerOptions::context`](crate::TriggerOptions)).
+    pub context: Option<Json>,
 }
 
 /// A finished or running run with its full history: what [`EngineHandle::wait`] returns.

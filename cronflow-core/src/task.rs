@@ -65,6 +65,10 @@ pub struct TaskContext {
     pub steps: Arc<BTreeMap<String, Json>>,
     /// Output of the node that ran just before, or `null`.
     pub last: Json,
+    /// What the trigger source recorded of the delivery that started the run (a webhook's
+    /// headers and raw body, ...; see [`TriggerOptions::context`](crate::TriggerOptions)),
+    /// or `null`.
+    pub trigger: Json,
 }
 
 impl TaskContext {

@@ -373,6 +373,7 @@ async fn a_run_that_cannot_be_resumed_is_reported_not_hidden() {
             payload: cronflow_core::Json::null(),
             created_at: now,
             key: None,
+            context: None,
         }],
         events: vec![(run, RecordedEvent { seq: 0, at: now, event: RunEvent::RunStarted })],
         finished: vec![],

@@ -34,6 +34,7 @@ async fn unowned_runs(store: &MemoryStore, workflow: &str, n: usize) -> Vec<RunI
             payload: Json::from(json!({ "i": i })),
             created_at: now,
             key: None,
+            context: None,
         });
         batch.events.push((id, RecordedEvent { seq: 0, at: now, event: RunEvent::RunStarted }));
         ids.push(id);

@@ -115,6 +115,7 @@ pub(crate) fn task_line(id: u64, task: &Task) -> String {
     let ctx = &task.context;
     let raw: usize = ctx.payload.len()
         + ctx.last.len()
+        + ctx.trigger.len()
         + ctx.steps.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>();
     let mut out = String::with_capacity(raw + 512);
     let _ = write!(out, r#"{{"type":"task","id":{id},"handler":"#);
@@ -145,6 +146,8 @@ pub(crate) fn task_line(id: u64, task: &Task) -> String {
     }
     out.push_str(r#"},"last":"#);
     push_raw(&mut out, &ctx.last);
+    out.push_str(r#","trigger":"#);
+    push_raw(&mut out, &ctx.trigger);
     out.push_str("}}");
     out
 }

@@ -16,11 +16,11 @@ use crate::dialect::Dialect;
 use crate::sql::{int, opt_int, opt_text, text};
 
 /// The `runs` columns [`decode_run`] reads, in order.
-pub(crate) const RUN_COLUMNS: &str =
-    "id, workflow_id, revision, status, payload, output, failure, created_at, finished_at";
+pub(crate) const RUN_COLUMNS: &str = "id, workflow_id, revision, status, payload, output, failure, \
+     created_at, finished_at, context";
 
 /// Number of [`RUN_COLUMNS`].
-pub(crate) const RUN_COLUMN_COUNT: usize = 9;
+pub(crate) const RUN_COLUMN_COUNT: usize = 10;
 
 /// The `run_events` columns written per event, in order.
 pub(crate) const EVENT_INSERT_COLUMNS: &str = "run_id, seq, at, kind, task, attempt, data";
@@ -197,6 +197,7 @@ pub(crate) fn decode_run(row: &QueryResult, dialect: Dialect) -> Result<RunRecor
     };
     let created_at: i64 = get(row, 7, what)?;
     let finished_at: Option<i64> = get(row, 8, what)?;
+    let context: Option<String> = get(row, 9, what)?;
     Ok(RunRecord {
         id,
         workflow_id,
@@ -207,6 +208,7 @@ pub(crate) fn decode_run(row: &QueryResult, dialect: Dialect) -> Result<RunRecor
         failure,
         created_at: from_micros(created_at, what)?,
         finished_at: finished_at.map(|t| from_micros(t, what)).transpose()?,
+        context: context.map(|c| json(c, || format!("{}: trigger context", what()))).transpose()?,
     })
 }
 

@@ -180,7 +180,7 @@ fn build(
 ) -> Result<Vec<(Step, Statement)>, StoreError> {
     let mut steps = Vec::new();
 
-    const RUN_ARITY: usize = 6;
+    const RUN_ARITY: usize = 7;
     let mut runs = batch.new_runs.iter();
     for size in chunk_sizes(batch.new_runs.len()) {
         let mut values: Vec<Value> = Vec::with_capacity(size * RUN_ARITY);
@@ -192,12 +192,13 @@ fn build(
                 text("running"),
                 text(run.payload.as_str()),
                 int(micros(run.created_at)),
+                opt_text(run.context.as_ref().map(|c| c.as_str())),
             ]);
         }
         let sql = match claim {
             None => format!(
-                "INSERT INTO runs (id, workflow_id, revision, status, payload, created_at) \
-                 VALUES {}",
+                "INSERT INTO runs (id, workflow_id, revision, status, payload, created_at, \
+                 context) VALUES {}",
                 dialect.rows(size, RUN_ARITY)
             ),
             Some(claim) => {

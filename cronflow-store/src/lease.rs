@@ -61,15 +61,16 @@ fn fence(v: i64, run: RunId) -> Result<u64, StoreError> {
 /// then the owner and the lease in microseconds.
 pub(crate) fn insert_held_runs_sql(dialect: Dialect, rows: usize, arity: usize) -> String {
     use crate::dialect::Col;
-    const COLS: [Col; 6] = [Col::RunId, Col::Text, Col::Int, Col::Text, Col::Text, Col::Int];
+    const COLS: [Col; 7] =
+        [Col::RunId, Col::Text, Col::Int, Col::Text, Col::Text, Col::Int, Col::Text];
     debug_assert_eq!(arity, COLS.len());
     let n = rows * arity;
     format!(
-        "INSERT INTO runs (id, workflow_id, revision, status, payload, created_at, owner, \
-         lease_until, fence) \
-         SELECT v.id, v.workflow_id, v.revision, v.status, v.payload, v.created_at, \
+        "INSERT INTO runs (id, workflow_id, revision, status, payload, created_at, context, \
+         owner, lease_until, fence) \
+         SELECT v.id, v.workflow_id, v.revision, v.status, v.payload, v.created_at, v.context, \
          ${}::uuid, {NOW_MICROS} + ${}::bigint, 1 \
-         FROM (VALUES {}) AS v (id, workflow_id, revision, status, payload, created_at)",
+         FROM (VALUES {}) AS v (id, workflow_id, revision, status, payload, created_at, context)",
         n + 1,
         n + 2,
         dialect.typed_rows(rows, &COLS)

@@ -108,6 +108,7 @@
 //! run_events (run_id TEXT, seq INTEGER, at BIGINT, kind TEXT, task TEXT NULL,
 //!             attempt INTEGER NULL, data TEXT)
 //!            -- UNIQUE INDEX (run_id, seq)
+//! runs.context TEXT NULL                                                  -- version 3
 //! trigger_keys (key TEXT PRIMARY KEY, run_id TEXT, created_at BIGINT)      -- version 3
 //! schedules    (id TEXT PRIMARY KEY, next_slot BIGINT, updated_at BIGINT) -- version 3
 //! ```

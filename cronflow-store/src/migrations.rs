@@ -126,11 +126,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             "CREATE INDEX runs_running_lease ON runs (lease_until) WHERE status = 'running'",
         ],
     },
-    // 3: trigger sources. `trigger_keys` makes keyed triggers idempotent (a cron slot, a
+    // 3: trigger sources. `runs.context` keeps what the trigger source recorded of the delivery
+    // (a webhook's headers and raw body). `trigger_keys` makes keyed triggers idempotent (a cron slot, a
     // webhook idempotency key, a polled item): the primary key is the whole mechanism.
     // `schedules` holds each schedule's cursor, the next slot it fires.
     Migration {
         sqlite: &[
+            "ALTER TABLE runs ADD COLUMN context TEXT",
             "CREATE TABLE trigger_keys (
                 key TEXT NOT NULL PRIMARY KEY,
                 run_id TEXT NOT NULL,
@@ -143,6 +145,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             )",
         ],
         postgres: &[
+            "ALTER TABLE runs ADD COLUMN context TEXT",
             "CREATE TABLE trigger_keys (
                 key TEXT NOT NULL PRIMARY KEY,
                 run_id UUID NOT NULL,

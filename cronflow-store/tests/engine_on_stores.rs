@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::on_every_database;
-use cronflow_core::{Engine, MockExecutor, RunEvent, RunStatus, Workflow};
+use cronflow_core::{Engine, Json, MockExecutor, RunEvent, RunStatus, TriggerOptions, Workflow};
 use serde_json::json;
 
 const GRACE: Duration = Duration::from_secs(5);
@@ -109,6 +109,48 @@ async fn history_and_pending_retries_survive_a_restart() {
             succeeded_at.unwrap() >= retry_at.unwrap(),
             "the backoff is not shortened by a restart"
         );
+        engine.shutdown(GRACE).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_trigger_context_and_key_survive_a_restart() {
+    on_every_database(|db| async move {
+        let flow = Workflow::new("hook").step("first").step("second").build().unwrap();
+        let slow = MockExecutor::new()
+            .returns("first", "1")
+            .returns("second", "2")
+            .delay("second", Duration::from_secs(60));
+        let engine = Engine::builder().store(db.open().await).executor(slow).workflow(flow.clone());
+        let engine = engine.start().await.unwrap();
+        let context = Json::from_value(&json!({"type": "webhook", "headers": {"x-id": "7"}}));
+        let options = TriggerOptions::new().key("webhook:hook:7").context(context.unwrap());
+        let payload = Json::from_value(&json!({"n": 1})).unwrap();
+        let run = engine.handle().trigger_with("hook", payload, options.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        engine.shutdown(Duration::ZERO).await.unwrap();
+
+        // The next start resumes the run: its tasks still see the context; the key still
+        // answers with the same run.
+        let mock = MockExecutor::new().returns("first", "1").returns("second", "2");
+        let engine = Engine::builder()
+            .store(db.open().await)
+            .executor(mock.clone())
+            .workflow(flow)
+            .start()
+            .await
+            .unwrap();
+        let handle = engine.handle();
+        let report = handle.wait(run.run_id).await.unwrap();
+        assert_eq!(report.status(), RunStatus::Completed);
+        let second = mock.calls_to("second").pop().unwrap();
+        let seen: serde_json::Value = second.trigger.parse().unwrap();
+        assert_eq!(seen["headers"]["x-id"], "7");
+        let stored: serde_json::Value = report.run.context.unwrap().parse().unwrap();
+        assert_eq!(stored["type"], "webhook");
+        let again = handle.trigger_with("hook", Json::null(), options).await.unwrap();
+        assert_eq!((again.run_id, again.created), (run.run_id, false));
         engine.shutdown(GRACE).await.unwrap();
     })
     .await;

@@ -7,7 +7,7 @@ use common::{
     completed, def, event, events, json, new_run, on_every_backend, on_every_database, start, t,
 };
 use cronflow_core::{
-    CommitBatch, FailureKind, FinishedRun, RecordedEvent, RunEvent, RunFailure, RunQuery,
+    CommitBatch, FailureKind, FinishedRun, NewRun, RecordedEvent, RunEvent, RunFailure, RunQuery,
     RunRecord, RunStatus, Store, StoreError, TaskError, TaskKey,
 };
 
@@ -35,7 +35,8 @@ async fn workflow_revisions() {
 #[tokio::test]
 async fn commit_then_read_back_exactly() {
     on_every_backend(|store| async move {
-        let run = new_run("orders", 5);
+        let context = json(r#"{"type": "webhook", "headers": {"x-a": "1"}, "raw_body": "{ }"}"#);
+        let run = NewRun { context: Some(context), ..new_run("orders", 5) };
         let mut batch = start(&run, 3);
         let error = TaskError {
             name: "TypeError".into(),
@@ -83,9 +84,14 @@ async fn commit_then_read_back_exactly() {
                 failure: None,
                 created_at: t(5),
                 finished_at: None,
+                context: run.context.clone(),
             }
         );
         assert_eq!(record.payload.as_str(), r#"{"order": 42, "items": [1, 2.50]}"#);
+        assert_eq!(
+            record.context.unwrap().as_str(),
+            r#"{"type": "webhook", "headers": {"x-a": "1"}, "raw_body": "{ }"}"#
+        );
 
         // Append the end and finish the run in a later batch.
         let done = RecordedEvent {

@@ -39,6 +39,7 @@ pub(crate) enum Input {
         workflow_id: String,
         payload: Json,
         key: Option<String>,
+        context: Option<Json>,
         reply: TriggerReply,
     },
     TaskDone {
@@ -95,11 +96,20 @@ pub(crate) struct ActiveRun {
     pub(crate) fence: u64,
     /// When this instance took the run (a heartbeat asked before that cannot list it).
     pub(crate) since: Instant,
+    /// The trigger context, given to every task of the run.
+    trigger: Json,
 }
 
 impl ActiveRun {
-    pub(crate) fn new(machine: RunMachine, fence: u64) -> Self {
-        Self { machine, armed: None, watchers: Vec::new(), fence, since: Instant::now() }
+    pub(crate) fn new(machine: RunMachine, fence: u64, trigger: Option<Json>) -> Self {
+        Self {
+            machine,
+            armed: None,
+            watchers: Vec::new(),
+            fence,
+            since: Instant::now(),
+            trigger: trigger.unwrap_or_default(),
+        }
     }
 }
 
@@ -237,7 +247,7 @@ impl Driver {
                     self.carry_out(run_id, commands);
                 }
             }
-            Input::Trigger { workflow_id, payload, key, reply } => {
+            Input::Trigger { workflow_id, payload, key, context, reply } => {
                 if self.shutdown.is_some() {
                     let _ = reply.send(Err(EngineError::ShuttingDown));
                     return;
@@ -262,6 +272,7 @@ impl Driver {
                     payload: payload.clone(),
                     created_at: now,
                     key,
+                    context: context.clone(),
                 });
                 let (machine, commands) = RunMachine::start(Arc::clone(def), run_id, payload, now);
                 self.accepted.push((run_id, true, reply));
@@ -277,7 +288,7 @@ impl Driver {
                     return;
                 }
                 let fence = if self.leases.is_some() { 1 } else { 0 };
-                self.runs.insert(run_id, ActiveRun::new(machine, fence));
+                self.runs.insert(run_id, ActiveRun::new(machine, fence, context));
                 self.carry_out(run_id, commands);
             }
             Input::Cancel { run_id, reason, reply } => {
@@ -338,7 +349,12 @@ impl Driver {
                     }
                     self.batch.events.push((run_id, event));
                 }
-                Command::Dispatch(task) => self.dispatcher.submit(*task),
+                Command::Dispatch(mut task) => {
+                    if let Some(run) = self.runs.get(&run_id) {
+                        task.context.trigger = run.trigger.clone();
+                    }
+                    self.dispatcher.submit(*task)
+                }
                 Command::Abort { key, attempt } => self.dispatcher.abort(run_id, &key, attempt),
             }
         }

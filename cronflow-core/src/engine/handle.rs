@@ -29,6 +29,10 @@ pub struct TriggerOptions {
     /// The idempotency key of the trigger, unique forever in the store (1 to
     /// [`MAX_TRIGGER_KEY_BYTES`] bytes). Namespace it by source, e.g. `cron:<schedule>:<slot>`.
     pub key: Option<String>,
+    /// What the trigger source knows of the delivery (a webhook's method, path, headers and
+    /// raw body, a schedule's slot, ...): stored with the run and given to every task as
+    /// [`TaskContext::trigger`](crate::TaskContext::trigger). `null` when absent.
+    pub context: Option<Json>,
 }
 
 impl TriggerOptions {
@@ -40,6 +44,12 @@ impl TriggerOptions {
     /// Makes the trigger idempotent under `key`.
     pub fn key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());
+        self
+    }
+
+    /// Attaches the trigger context (see [`TriggerOptions::context`]).
+    pub fn context(mut self, context: Json) -> Self {
+        self.context = Some(context);
         self
     }
 }
@@ -155,6 +165,7 @@ impl EngineHandle {
             workflow_id: workflow_id.to_string(),
             payload,
             key: options.key,
+            context: options.context,
             reply,
         })?;
         answer.await.map_err(|_| EngineError::ShuttingDown)?

@@ -118,7 +118,8 @@ impl Driver {
             match RunMachine::replay(def, run.id, run.payload.clone(), &events) {
                 Ok(mut machine) => {
                     let commands = machine.resume(now);
-                    self.runs.insert(run.id, ActiveRun::new(machine, fence));
+                    let context = run.context.clone();
+                    self.runs.insert(run.id, ActiveRun::new(machine, fence, context));
                     self.carry_out(run.id, commands);
                     adopted += 1;
                 }

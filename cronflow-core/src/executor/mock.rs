@@ -207,6 +207,8 @@ pub struct MockCall {
     pub payload: Json,
     /// The previous node's output in the task's context.
     pub last: Json,
+    /// The run's trigger context in the task's context.
+    pub trigger: Json,
     /// When the call started (tokio's clock, which honours a paused test clock).
     pub at: Instant,
 }
@@ -223,6 +225,7 @@ impl MockCall {
             attempt: task.attempt,
             idempotency_key: task.idempotency_key.clone(),
             payload: task.context.payload.clone(),
+            trigger: task.context.trigger.clone(),
             last: task.context.last.clone(),
             at: Instant::now(),
         }

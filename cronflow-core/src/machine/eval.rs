@@ -230,6 +230,8 @@ impl RunMachine {
                 payload: self.payload.clone(),
                 steps: Arc::clone(&self.outputs),
                 last: last.clone(),
+                // Filled in by the driver, which keeps the run's trigger context.
+                trigger: Json::null(),
             },
         };
         out.push(Command::Dispatch(Box::new(task)));

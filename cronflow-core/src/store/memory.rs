@@ -147,6 +147,7 @@ impl Store for MemoryStore {
                     failure: None,
                     created_at: run.created_at,
                     finished_at: None,
+                    context: run.context.clone(),
                 },
             );
         }
@@ -324,6 +325,7 @@ mod tests {
             payload: Json::null(),
             created_at: now,
             key: None,
+            context: None,
         });
         batch.events.push((id, RecordedEvent { seq: 0, at: now, event: RunEvent::RunStarted }));
         id

@@ -240,6 +240,8 @@ pub struct NewRun {
     /// The trigger key that makes this trigger idempotent, if any: the store creates the run
     /// only if no run was created with the same key before (see [`Store::commit`]).
     pub key: Option<String>,
+    /// The trigger context, stored with the run ([`RunRecord::context`]).
+    pub context: Option<Json>,
 }
 
 /// What a commit did beyond writing its batch.

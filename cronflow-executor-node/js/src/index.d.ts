@@ -46,6 +46,8 @@ export interface StepContext<P = any> {
   payload: P;
   steps: Record<string, { output: any }>;
   last: any;
+  /** What the trigger source recorded of the delivery (a webhook's method, path, headers and raw body), or null. */
+  trigger: any;
   run: { id: string; workflowId: string; attempt: number };
   idempotencyKey: string;
   /** When the attempt times out (the engine enforces it), or null. */

@@ -250,6 +250,7 @@ class Worker {
       payload: task.payload ?? null,
       steps,
       last: task.last ?? null,
+      trigger: task.trigger ?? null,
       run: { id: task.run_id, workflowId: task.workflow_id, attempt: task.attempt },
       idempotencyKey: task.idempotency_key,
       deadline: task.deadline ? new Date(task.deadline) : null,

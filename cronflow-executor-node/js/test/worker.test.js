@@ -156,7 +156,7 @@ describe('worker on an ES module', () => {
     assert.match(r.error.message, /"nope"/);
   });
 
-  test('ctx carries payload, steps, last, run, idempotencyKey, deadline and signal', async () => {
+  test('ctx carries payload, steps, last, trigger, run, idempotencyKey, deadline and signal', async () => {
     const task = {
       run_id: 'r-9',
       attempt: 3,
@@ -165,12 +165,14 @@ describe('worker on an ES module', () => {
       payload: { order: 1 },
       steps: { fetch: { items: 2 }, price: 9.5 },
       last: 9.5,
+      trigger: { type: 'webhook', headers: { 'x-id': '7' } },
     };
     const r = await w.run('context', task);
     assert.deepEqual(r.output, {
       payload: { order: 1 },
       steps: { fetch: { output: { items: 2 } }, price: { output: 9.5 } },
       last: 9.5,
+      trigger: { type: 'webhook', headers: { 'x-id': '7' } },
       run: { id: 'r-9', workflowId: 'fixture', attempt: 3 },
       idempotencyKey: 'r-9/context',
       deadline: '2030-01-02T03:04:05.000Z',

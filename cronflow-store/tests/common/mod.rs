@@ -39,6 +39,7 @@ pub(crate) fn new_run(workflow: &str, created: i64) -> NewRun {
         payload: json(r#"{"order": 42, "items": [1, 2.50]}"#),
         created_at: t(created),
         key: None,
+        context: None,
     }
 }
 
