@@ -91,6 +91,9 @@ pub enum EngineError {
     /// No run with this id exists.
     #[error("unknown run {0}")]
     UnknownRun(RunId),
+    /// A handler called outside a run ([`EngineHandle::run_handler`](crate::EngineHandle::run_handler)) failed.
+    #[error("handler failed: {0}")]
+    Handler(crate::task::TaskError),
     /// A trigger key is empty or too long.
     #[error("invalid trigger key: {reason}")]
     InvalidTriggerKey {

@@ -22,6 +22,10 @@ pub enum TaskKind {
     Action,
     /// The condition of an `if` branch: its output's truthiness picks the branch.
     Condition,
+    /// A polling trigger's handler, called outside any run
+    /// ([`EngineHandle::run_handler`](crate::EngineHandle::run_handler)): its output is the
+    /// list of items that may start runs.
+    Poll,
 }
 
 /// One unit of work handed to an [`Executor`](crate::Executor): a handler call.

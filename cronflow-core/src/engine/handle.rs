@@ -171,33 +171,6 @@ impl EngineHandle {
         answer.await.map_err(|_| EngineError::ShuttingDown)?
     }
 
-    /// The cursor of schedule `id` in the store: the next slot it fires (see
-    /// [`Store::schedule_cursor`]). For trigger sources.
-    pub async fn schedule_cursor(
-        &self,
-        id: &str,
-    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, EngineError> {
-        Ok(self.shared.store.schedule_cursor(id).await?)
-    }
-
-    /// Moves the cursor of schedule `id` from `from` to `to`; `false` if another instance
-    /// moved it first (see [`Store::advance_schedule`]). For trigger sources.
-    pub async fn advance_schedule(
-        &self,
-        id: &str,
-        from: Option<chrono::DateTime<chrono::Utc>>,
-        to: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, EngineError> {
-        Ok(self.shared.store.advance_schedule(id, from, to).await?)
-    }
-
-    /// The latest registered definition of every workflow, by id. Trigger sources read
-    /// their triggers from them.
-    pub fn workflows(&self) -> Vec<WorkflowDef> {
-        let defs = self.shared.definitions.read().unwrap_or_else(|e| e.into_inner());
-        defs.values().map(|d| d.def.clone()).collect()
-    }
-
     /// Waits until run `run_id` has finished and returns its record and history.
     ///
     /// Returns at once for a finished run. Fails with [`EngineError::ShuttingDown`] if the

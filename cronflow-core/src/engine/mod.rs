@@ -14,6 +14,7 @@ mod driver;
 mod handle;
 mod lease;
 mod registry;
+mod sources;
 
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::{EngineBuilder, NoExecutor, NoStore};

@@ -1,0 +1,116 @@
+//! What trigger sources (`cronflow-triggers`) need from a running engine, beyond starting
+//! runs: the registered workflows and their triggers, schedule cursors, events, and calling
+//! a polling handler. They go through the handle like everything else, so no trigger source
+//! touches the store or the state machine.
+
+use std::sync::Arc;
+
+use crate::engine::handle::{EngineHandle, TriggerOptions, Triggered};
+use crate::error::EngineError;
+use crate::id::{RunId, TaskKey};
+use crate::json::Json;
+use crate::task::{Task, TaskContext, TaskKind};
+use crate::wdo::{TriggerDef, WorkflowDef};
+
+impl EngineHandle {
+    /// The cursor of schedule `id` in the store: the next slot it fires (see
+    /// [`Store::schedule_cursor`](crate::Store::schedule_cursor)). For trigger sources.
+    pub async fn schedule_cursor(
+        &self,
+        id: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, EngineError> {
+        Ok(self.shared.store.schedule_cursor(id).await?)
+    }
+
+    /// Moves the cursor of schedule `id` from `from` to `to`; `false` if another instance
+    /// moved it first (see [`Store::advance_schedule`](crate::Store::advance_schedule)). For trigger sources.
+    pub async fn advance_schedule(
+        &self,
+        id: &str,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, EngineError> {
+        Ok(self.shared.store.advance_schedule(id, from, to).await?)
+    }
+
+    /// The latest registered definition of every workflow, by id. Trigger sources read
+    /// their triggers from them.
+    pub fn workflows(&self) -> Vec<WorkflowDef> {
+        let defs = self.shared.definitions.read().unwrap_or_else(|e| e.into_inner());
+        defs.values().map(|d| d.def.clone()).collect()
+    }
+
+    /// Publishes event `name`: starts a run of every registered workflow with an event
+    /// trigger of that name, with `payload`, and returns once they are all durable (one
+    /// [`Triggered`] per workflow, in workflow id order; none if no workflow listens).
+    ///
+    /// With a `key`, publishing is idempotent per workflow: the run of each workflow is
+    /// keyed `event:<name>:<key>:<workflow id>`, so publishing the same event again (a
+    /// retried delivery) starts nothing new. Each run's trigger context is
+    /// `{"type": "event", "name": ...}`.
+    pub async fn publish_event(
+        &self,
+        name: &str,
+        payload: Json,
+        key: Option<&str>,
+    ) -> Result<Vec<Triggered>, EngineError> {
+        let listeners: Vec<String> = self
+            .workflows()
+            .into_iter()
+            .filter(|def| {
+                def.triggers.iter().any(|t| matches!(t, TriggerDef::Event { name: n } if n == name))
+            })
+            .map(|def| def.id)
+            .collect();
+        let context = Json::from_value(&serde_json::json!({ "type": "event", "name": name }))?;
+        // One trigger per workflow, all in flight at once: the engine commits them together.
+        let mut calls = tokio::task::JoinSet::new();
+        for (i, workflow) in listeners.into_iter().enumerate() {
+            let mut options = TriggerOptions::new().context(context.clone());
+            if let Some(key) = key {
+                options = options.key(format!("event:{name}:{key}:{workflow}"));
+            }
+            let (handle, payload) = (self.clone(), payload.clone());
+            calls.spawn(async move { (i, handle.trigger_with(&workflow, payload, options).await) });
+        }
+        let mut started = calls.join_all().await;
+        started.sort_by_key(|(i, _)| *i);
+        let started = started.into_iter().map(|(_, r)| r).collect::<Result<Vec<_>, _>>()?;
+        Ok(started)
+    }
+
+    /// Calls handler `handler` of workflow `workflow_id` once through the engine's executor,
+    /// outside any run ([`TaskKind::Poll`]), and returns its output. Nothing is recorded:
+    /// this is how a polling trigger asks for new items. `idempotency_key` is passed to the
+    /// handler as the task's idempotency key.
+    pub async fn run_handler(
+        &self,
+        workflow_id: &str,
+        handler: &str,
+        payload: Json,
+        idempotency_key: String,
+    ) -> Result<Json, EngineError> {
+        let task = Task {
+            run_id: RunId::new(),
+            workflow_id: Arc::from(workflow_id),
+            workflow_version: None,
+            revision: 0,
+            node_id: Arc::from(handler),
+            key: TaskKey::new(handler),
+            kind: TaskKind::Poll,
+            handler: Arc::from(handler),
+            attempt: 1,
+            idempotency_key,
+            timeout: None,
+            deadline: None,
+            context: TaskContext { payload, ..TaskContext::default() },
+        };
+        self.shared.executor.execute(task).await.map_err(EngineError::Handler)
+    }
+
+    /// The registered definition of workflow `id` (its latest revision), if any.
+    pub fn workflow(&self, id: &str) -> Option<WorkflowDef> {
+        let defs = self.shared.definitions.read().unwrap_or_else(|e| e.into_inner());
+        defs.get(id).map(|d| d.def.clone())
+    }
+}
