@@ -23,13 +23,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use cronflow_benches::{STEPS, linear_workflow, noop_executor};
 use cronflow_core::{
-    ClaimedRun, CommitBatch, CommitOutcome, Engine, EngineHandle, InstanceId, RecordedEvent, RunId, RunQuery,
-    RunRecord, RunReport, RunStatus, Store, StoreError, StoredRun, WorkflowDef,
+    ClaimedRun, CommitBatch, CommitOutcome, Engine, EngineHandle, InstanceId, RecordedEvent, RunId,
+    RunQuery, RunRecord, RunReport, RunStatus, Store, StoreError, StoredRun, WorkflowDef,
 };
-use chrono::{DateTime, Utc};
 use cronflow_store::PostgresStore;
 use sea_orm::sqlx::postgres::PgConnection;
 use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor};

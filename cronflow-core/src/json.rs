@@ -26,9 +26,8 @@ pub struct Json(Arc<RawValue>);
 impl Json {
     /// The JSON `null` (one shared allocation: it is the default of many fields).
     pub fn null() -> Self {
-        static NULL: std::sync::LazyLock<Json> = std::sync::LazyLock::new(|| {
-            Json::from_raw_str("null").expect("null is valid JSON")
-        });
+        static NULL: std::sync::LazyLock<Json> =
+            std::sync::LazyLock::new(|| Json::from_raw_str("null").expect("null is valid JSON"));
         NULL.clone()
     }
 

@@ -72,7 +72,8 @@ pub(crate) async fn commit(
                 if outcome.duplicates.is_empty() {
                     build(batch, dialect, claim)?
                 } else {
-                    let left_out: HashSet<RunId> = outcome.duplicates.iter().map(|d| d.run).collect();
+                    let left_out: HashSet<RunId> =
+                        outcome.duplicates.iter().map(|d| d.run).collect();
                     build(&batch.without_runs(&left_out), dialect, claim)?
                 }
             }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cronflow_core::{
-    ClaimedRun, CommitBatch, CommitOutcome, InstanceId, MemoryStore, RecordedEvent, RunId, RunQuery, RunRecord,
-    Store, StoreError, StoredRun, WorkflowDef,
+    ClaimedRun, CommitBatch, CommitOutcome, InstanceId, MemoryStore, RecordedEvent, RunId,
+    RunQuery, RunRecord, Store, StoreError, StoredRun, WorkflowDef,
 };
 
 type Time = chrono::DateTime<chrono::Utc>;
