@@ -94,6 +94,15 @@ pub enum EngineError {
     /// A handler called outside a run ([`EngineHandle::run_handler`](crate::EngineHandle::run_handler)) failed.
     #[error("handler failed: {0}")]
     Handler(crate::task::TaskError),
+    /// A workflow failed a check added with
+    /// [`EngineBuilder::validator`](crate::EngineBuilder::validator).
+    #[error("workflow `{workflow}` is rejected: {reason}")]
+    Rejected {
+        /// The workflow.
+        workflow: String,
+        /// What the check said.
+        reason: String,
+    },
     /// A trigger key is empty or too long.
     #[error("invalid trigger key: {reason}")]
     InvalidTriggerKey {

@@ -1,12 +1,13 @@
 //! [`Triggers`]: starts the schedules, intervals and polls that the registered workflows
 //! declare, on one engine handle.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cronflow_core::{EngineHandle, TriggerDef, WorkflowDef};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::schedule::runner::{self, Env, Poll};
 use crate::schedule::{MisfirePolicy, Schedule, TriggerClock, WallClock};
@@ -117,7 +118,6 @@ impl Triggers {
     /// Starts one task per schedule and poll. Every cron expression is checked first: an
     /// invalid one is an error naming the workflow and the bad field, and nothing starts.
     pub fn start(self) -> Result<RunningTriggers, TriggerError> {
-        let (schedules, polls) = self.sources()?;
         let (stop, stopped) = watch::channel(false);
         let env = Env {
             handle: self.handle,
@@ -126,17 +126,44 @@ impl Triggers {
             grace: self.grace,
             stop: stopped,
         };
-        let mut tasks = JoinSet::new();
-        for schedule in schedules {
-            tracing::info!(schedule = %schedule.id, "schedule started");
-            tasks.spawn(runner::run_schedule(env.clone(), schedule));
-        }
-        for poll in polls {
-            tracing::info!(poll = %poll.id, every = ?poll.every, "poll started");
-            tasks.spawn(runner::run_poll(env.clone(), poll));
-        }
-        Ok(RunningTriggers { stop, tasks })
+        let mut running =
+            RunningTriggers { env, stop, tasks: JoinSet::new(), started: HashMap::new() };
+        running.refresh()?;
+        Ok(running)
     }
+}
+
+/// Checks every trigger of `def` that this crate runs: cron expressions and time zones,
+/// interval and poll periods, webhook settings. Install it on the engine so that a bad
+/// trigger is refused when the workflow is registered, with a message naming the workflow,
+/// the trigger and the bad field, rather than when the triggers start:
+///
+/// ```
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use cronflow_core::{Engine, EngineError, InProcessExecutor, MemoryStore, TriggerDef, Workflow};
+///
+/// let nightly = Workflow::new("nightly").trigger(TriggerDef::schedule("0 25 * * *")).build()?;
+/// let refused = Engine::builder()
+///     .store(MemoryStore::new())
+///     .executor(InProcessExecutor::new())
+///     .validator(cronflow_triggers::check_workflow)
+///     .workflow(nightly)
+///     .start()
+///     .await;
+/// let Err(EngineError::Rejected { reason, .. }) = refused else { panic!() };
+/// assert!(reason.contains("hour field `25`"), "{reason}");
+/// # Ok(()) }
+/// ```
+pub fn check_workflow(def: &WorkflowDef) -> Result<(), String> {
+    // The engine's error names the workflow already.
+    sources_of(def, &mut Vec::new(), &mut Vec::new()).map_err(|e| match e {
+        TriggerError::InvalidCron { index, error, .. } => format!("trigger #{index}: {error}"),
+        TriggerError::InvalidTrigger { index, message, .. } => {
+            format!("trigger #{index}: {message}")
+        }
+    })?;
+    crate::WebhookConfig::from_workflow(def).map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// Adds the schedules and polls `def` declares.
@@ -187,13 +214,72 @@ fn sources_of(
 }
 
 /// The running schedules and polls. Dropping it stops them too (without waiting).
-#[derive(Debug)]
 pub struct RunningTriggers {
+    env: Env,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// The task of each schedule or poll id.
+    started: HashMap<String, AbortHandle>,
+}
+
+impl std::fmt::Debug for RunningTriggers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut ids: Vec<&String> = self.started.keys().collect();
+        ids.sort();
+        f.debug_struct("RunningTriggers").field("sources", &ids).finish_non_exhaustive()
+    }
 }
 
 impl RunningTriggers {
+    /// Catches up with the registered workflows: starts the schedules and polls of
+    /// workflows registered (or re-registered with other triggers) since, and stops those
+    /// no workflow declares any more. Call it after [`EngineHandle::register`]. A stopped
+    /// schedule keeps its cursor in the store.
+    pub fn refresh(&mut self) -> Result<(), TriggerError> {
+        let mut schedules = Vec::new();
+        let mut polls = Vec::new();
+        for def in self.env.handle.workflows() {
+            sources_of(&def, &mut schedules, &mut polls)?;
+        }
+        let wanted: HashSet<&str> = schedules
+            .iter()
+            .map(|s| s.id.as_str())
+            .chain(polls.iter().map(|p| p.id.as_str()))
+            .collect();
+        self.started.retain(|id, task| {
+            let keep = wanted.contains(id.as_str());
+            if !keep {
+                tracing::info!(id = %id, "trigger source stopped: no workflow declares it");
+                task.abort();
+            }
+            keep
+        });
+        for schedule in schedules {
+            if !self.started.contains_key(&schedule.id) {
+                tracing::info!(schedule = %schedule.id, "schedule started");
+                let id = schedule.id.clone();
+                let task = self.tasks.spawn(runner::run_schedule(self.env.clone(), schedule));
+                self.started.insert(id, task);
+            }
+        }
+        for poll in polls {
+            if !self.started.contains_key(&poll.id) {
+                tracing::info!(poll = %poll.id, every = ?poll.every, "poll started");
+                let id = poll.id.clone();
+                let task = self.tasks.spawn(runner::run_poll(self.env.clone(), poll));
+                self.started.insert(id, task);
+            }
+        }
+        Ok(())
+    }
+
+    /// The ids of the running schedules and polls (their cursors' ids in the store).
+    pub fn sources(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.started.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
     /// Stops every schedule and poll and waits for them: a slot being fired finishes first.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);

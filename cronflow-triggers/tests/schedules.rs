@@ -316,3 +316,57 @@ async fn an_invalid_cron_expression_is_refused_naming_the_workflow_and_the_field
     );
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn with_the_check_installed_a_bad_trigger_is_refused_at_registration() {
+    let engine = Engine::builder()
+        .store(MemoryStore::new())
+        .executor(noop())
+        .validator(cronflow_triggers::check_workflow)
+        .start()
+        .await
+        .unwrap();
+    let handle = engine.handle();
+    let bad = cron_in("0 9 * * MON-FRY", "Europe/Paris");
+    let err = handle.register(scheduled("weekdays", bad)).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "workflow `weekdays` is rejected: trigger #0: invalid cron expression \
+         `0 9 * * MON-FRY`: day-of-week field `MON-FRY`: unknown name `FRY` (expected SUN-SAT)"
+    );
+    let zone = cron_in("0 9 * * *", "Europe/Pariss");
+    let err = handle.register(scheduled("zoned", zone)).await.unwrap_err();
+    assert!(err.to_string().contains("Europe/Pariss"), "{err}");
+    assert!(handle.workflows().is_empty());
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_workflow_registered_later_is_scheduled_on_refresh() {
+    let engine = Engine::builder()
+        .store(MemoryStore::new())
+        .executor(noop())
+        .workflow(scheduled("early", TriggerDef::schedule("0 * * * *")))
+        .start()
+        .await
+        .unwrap();
+    let handle = engine.handle();
+    let clock = SimulatedClock::new(utc(2026, 11, 26, 8, 30, 0));
+    let mut running = start(&handle, &clock, MisfirePolicy::FireOnce).await;
+    assert_eq!(running.sources(), ["schedule:early:0 * * * *@UTC"]);
+    handle.register(scheduled("late", TriggerDef::schedule("30 * * * *"))).await.unwrap();
+    running.refresh().unwrap();
+    let ids = running.sources();
+    assert_eq!(ids.len(), 2);
+    settled(&handle, &clock, &ids).await;
+    clock.set(utc(2026, 11, 26, 9, 45, 0));
+    settled(&handle, &clock, &ids).await;
+    assert_eq!(fired(&handle, "early").await, ["2026-11-26T09:00:00Z"]);
+    assert_eq!(fired(&handle, "late").await, ["2026-11-26T09:30:00Z"]);
+    // A new revision with another cadence replaces the old schedule.
+    handle.register(scheduled("late", TriggerDef::schedule("50 * * * *"))).await.unwrap();
+    running.refresh().unwrap();
+    assert_eq!(running.sources(), ["schedule:early:0 * * * *@UTC", "schedule:late:50 * * * *@UTC"]);
+    running.shutdown().await;
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}

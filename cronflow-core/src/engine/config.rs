@@ -18,9 +18,15 @@ pub struct NoStore;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoExecutor;
 
+/// A check run on every workflow definition at registration (see
+/// [`EngineBuilder::validator`]).
+pub(crate) type Validator = Arc<dyn Fn(&WorkflowDef) -> Result<(), String> + Send + Sync>;
+
 /// Tunable limits of an engine.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct EngineConfig {
+    /// Checks beyond the built-in validation, run at registration.
+    pub(crate) validators: Vec<Validator>,
     pub(crate) task_concurrency: usize,
     pub(crate) max_payload_bytes: usize,
     pub(crate) max_inputs_per_turn: usize,
@@ -31,9 +37,22 @@ pub(crate) struct EngineConfig {
     pub(crate) claim_interval: Duration,
 }
 
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("validators", &self.validators.len())
+            .field("task_concurrency", &self.task_concurrency)
+            .field("max_payload_bytes", &self.max_payload_bytes)
+            .field("max_active_runs", &self.max_active_runs)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
+            validators: Vec::new(),
             task_concurrency: 1024,
             max_payload_bytes: 1 << 20,
             max_inputs_per_turn: 4096,
@@ -173,6 +192,40 @@ impl<S, E> EngineBuilder<S, E> {
     /// The clock (default: the system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Adds a check every workflow definition must pass at registration (when the engine
+    /// starts and on [`EngineHandle::register`](crate::EngineHandle::register)), after the
+    /// built-in validation. An `Err(reason)` refuses the workflow with
+    /// [`EngineError::Rejected`]. Trigger sources use it to refuse what they could not run,
+    /// such as `cronflow_triggers::check_workflow` for cron expressions and webhook settings.
+    ///
+    /// ```
+    /// use cronflow_core::{Engine, EngineError, InProcessExecutor, MemoryStore, TaskError, Workflow};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let executor = InProcessExecutor::new().handler("ship", |_| async { Ok::<_, TaskError>(()) });
+    /// let result = Engine::builder()
+    ///     .store(MemoryStore::new())
+    ///     .executor(executor)
+    ///     .validator(|def| match def.id.starts_with("acme-") {
+    ///         true => Ok(()),
+    ///         false => Err("ids start with `acme-` here".to_string()),
+    ///     })
+    ///     .workflow(Workflow::new("orders").step("ship").build()?)
+    ///     .start()
+    ///     .await;
+    /// let Err(EngineError::Rejected { workflow, reason }) = result else { panic!() };
+    /// assert_eq!((workflow.as_str(), reason.as_str()), ("orders", "ids start with `acme-` here"));
+    /// # Ok(()) }
+    /// ```
+    pub fn validator(
+        mut self,
+        check: impl Fn(&WorkflowDef) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.validators.push(Arc::new(check));
         self
     }
 }

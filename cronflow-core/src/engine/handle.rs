@@ -231,7 +231,10 @@ impl EngineHandle {
     /// Registers `def` (or a new revision of it): later triggers run it; runs already going
     /// keep the revision they started with. Returns the stored revision.
     pub async fn register(&self, def: WorkflowDef) -> Result<u32, EngineError> {
-        let def = registry::prepare(def, &*self.shared.store, &*self.shared.executor).await?;
+        let shared = &self.shared;
+        let def =
+            registry::prepare(def, &*shared.store, &*shared.executor, &shared.config.validators)
+                .await?;
         let revision = def.revision;
         let (reply, answer) = oneshot::channel();
         self.send(Input::Register { def: Arc::clone(&def), reply })?;

@@ -77,7 +77,8 @@ impl Engine {
         let mut registry = Registry::default();
         let mut definitions = std::collections::BTreeMap::new();
         for def in builder.workflows {
-            let def = registry::prepare(def, &*store, &*executor).await?;
+            let def =
+                registry::prepare(def, &*store, &*executor, &builder.config.validators).await?;
             definitions.insert(def.def.id.clone(), Arc::clone(&def));
             registry.insert(def);
         }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::engine::config::Validator;
 use crate::error::EngineError;
 use crate::executor::Executor;
 use crate::machine::RunDefinition;
@@ -66,9 +67,13 @@ pub(crate) async fn prepare(
     def: WorkflowDef,
     store: &dyn Store,
     executor: &dyn Executor,
+    validators: &[Validator],
 ) -> Result<Arc<RunDefinition>, EngineError> {
     def.validate()?;
     check_runnable(&def, executor)?;
+    for check in validators {
+        check(&def).map_err(|reason| EngineError::Rejected { workflow: def.id.clone(), reason })?;
+    }
     let revision = store.save_workflow(&def).await?;
     Ok(RunDefinition::new(def, revision))
 }
