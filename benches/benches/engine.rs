@@ -5,13 +5,12 @@
 //!
 //! Run with: `cargo bench -p cronflow-benches --bench engine`
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use cronflow_benches::{STEPS, human, linear_workflow, noop_executor, quantile};
-use cronflow_core::{Engine, EngineHandle, RunStatus};
+use cronflow_benches::{STEPS, human, linear_workflow, noop_executor, quantile, run_batch};
+use cronflow_core::Engine;
 use cronflow_store::SqliteStore;
-use serde_json::json;
 
 const RUNS: usize = 1_000;
 
@@ -26,23 +25,6 @@ async fn start(dir: &tempfile::TempDir) -> Engine {
         .expect("start engine")
 }
 
-async fn run_batch(handle: &EngineHandle, runs: usize) -> Duration {
-    let started = Instant::now();
-    let mut waits = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let handle = handle.clone();
-        waits.push(tokio::spawn(async move {
-            let run = handle.trigger("linear", json!({"n": 1})).await.expect("trigger");
-            handle.wait(run).await.expect("wait")
-        }));
-    }
-    for wait in waits {
-        let report = wait.await.expect("join");
-        assert_eq!(report.status(), RunStatus::Completed);
-    }
-    started.elapsed()
-}
-
 fn throughput(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -55,7 +37,7 @@ fn throughput(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let took = rt.block_on(run_batch(&handle, RUNS));
+                let took = rt.block_on(run_batch(&handle, "linear", RUNS));
                 best.push((RUNS * STEPS) as f64 / took.as_secs_f64());
                 total += took;
             }
@@ -90,7 +72,7 @@ fn latency(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let took = rt.block_on(run_batch(&handle, 1));
+                let took = rt.block_on(run_batch(&handle, "linear", 1));
                 samples.push(took);
                 total += took;
             }

@@ -16,10 +16,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use cronflow_benches::{STEPS, human, linear_workflow, quantile};
+use cronflow_benches::{STEPS, human, linear_workflow, quantile, run_batch};
 use cronflow_core::{
-    Engine, EngineHandle, Executor, Json, Node, RunId, RunStatus, Task, TaskContext, TaskKey,
-    TaskKind, WorkflowDef,
+    Engine, Executor, Json, Node, RunId, Task, TaskContext, TaskKey, TaskKind, WorkflowDef,
 };
 use cronflow_executor_node::NodeExecutor;
 use cronflow_store::SqliteStore;
@@ -103,23 +102,6 @@ fn cpu_split(pids: &[u32]) -> Option<(Duration, Vec<Duration>)> {
     Some((cpu_time(std::process::id())?, workers))
 }
 
-async fn run_batch(handle: &EngineHandle, runs: usize) -> Duration {
-    let started = Instant::now();
-    let mut waits = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let handle = handle.clone();
-        waits.push(tokio::spawn(async move {
-            let run = handle.trigger("linear", json!({"n": 1})).await.expect("trigger");
-            handle.wait(run).await.expect("wait")
-        }));
-    }
-    for wait in waits {
-        let report = wait.await.expect("join");
-        assert_eq!(report.status(), RunStatus::Completed, "{report:?}");
-    }
-    started.elapsed()
-}
-
 fn throughput(c: &mut Criterion) {
     if !node_available() {
         return;
@@ -146,7 +128,7 @@ fn throughput(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let took = rt.block_on(run_batch(&handle, RUNS));
+                let took = rt.block_on(run_batch(&handle, "linear", RUNS));
                 best.push((RUNS * STEPS) as f64 / took.as_secs_f64());
                 total += took;
             }
@@ -204,7 +186,7 @@ fn latency(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let took = rt.block_on(run_batch(&handle, 1));
+                let took = rt.block_on(run_batch(&handle, "linear", 1));
                 samples.push(took);
                 total += took;
             }

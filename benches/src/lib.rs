@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use cronflow_core::{InProcessExecutor, TaskError, Workflow, WorkflowDef};
+use std::time::Instant;
+
+use cronflow_core::{EngineHandle, InProcessExecutor, RunStatus, TaskError, Workflow, WorkflowDef};
+use serde_json::json;
 
 /// Steps in the benchmark workflow.
 pub const STEPS: usize = 10;
@@ -38,4 +41,23 @@ pub fn human(d: Duration) -> String {
     } else {
         format!("{:.2} ms", d.as_secs_f64() * 1e3)
     }
+}
+
+/// Starts `runs` runs of workflow `workflow` at once (payload `{"n": 1}`), waits for all of
+/// them to complete, and returns how long that took.
+pub async fn run_batch(handle: &EngineHandle, workflow: &str, runs: usize) -> Duration {
+    let started = Instant::now();
+    let mut waits = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let (handle, workflow) = (handle.clone(), workflow.to_string());
+        waits.push(tokio::spawn(async move {
+            let run = handle.trigger(&workflow, json!({"n": 1})).await.expect("trigger");
+            handle.wait(run).await.expect("wait")
+        }));
+    }
+    for wait in waits {
+        let report = wait.await.expect("join");
+        assert_eq!(report.status(), RunStatus::Completed, "{report:?}");
+    }
+    started.elapsed()
 }
