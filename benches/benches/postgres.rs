@@ -7,7 +7,7 @@
 //!   each engine's handle (a run is held by the instance that triggers it) and all are waited
 //!   for.
 //!
-//! Each benchmark gets a fresh schema `cf_bench_<uuid>`, dropped at its end; every measured
+//! Each benchmark gets a fresh schema `cf_test_<uuid>`, dropped at its end; every measured
 //! batch is 1,000 new runs. The database is `CRONFLOW_TEST_DATABASE_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/test`); when it cannot be reached the
 //! benchmarks say so on one line and are skipped.
@@ -31,8 +31,7 @@ use cronflow_core::{
     RunQuery, RunRecord, RunReport, RunStatus, Store, StoreError, StoredRun, WorkflowDef,
 };
 use cronflow_store::PostgresStore;
-use sea_orm::sqlx::postgres::PgConnection;
-use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor};
+use cronflow_store::testing::TestSchema;
 use serde_json::json;
 
 const RUNS: usize = 1_000;
@@ -43,58 +42,6 @@ fn database_url() -> String {
     match std::env::var(DATABASE_URL_VAR) {
         Ok(url) if !url.trim().is_empty() => url,
         _ => DEFAULT_URL.to_owned(),
-    }
-}
-
-/// A schema of its own for one benchmark, dropped with it (also on panic).
-struct BenchSchema {
-    base_url: String,
-    name: String,
-}
-
-impl BenchSchema {
-    /// Creates `cf_bench_<uuid>`, or says why it could not.
-    async fn create(base_url: &str) -> Result<Self, String> {
-        let name = format!("cf_bench_{}", uuid::Uuid::now_v7().simple());
-        let connect = PgConnection::connect(base_url);
-        let mut conn = tokio::time::timeout(Duration::from_secs(5), connect)
-            .await
-            .map_err(|_| "no connection within 5 s".to_owned())?
-            .map_err(|e| e.to_string())?;
-        conn.execute(AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = conn.close().await;
-        Ok(Self { base_url: base_url.to_owned(), name })
-    }
-
-    /// The database URL with this schema as the `search_path`.
-    fn url(&self) -> String {
-        let sep = if self.base_url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options=-c%20search_path%3D{}", self.base_url, self.name)
-    }
-}
-
-impl Drop for BenchSchema {
-    fn drop(&mut self) {
-        // On a thread of its own with its own runtime: this may run inside the bench's
-        // runtime, and during a panic.
-        let (url, name) = (self.base_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let mut conn = PgConnection::connect(&url).await?;
-                conn.execute("SET lock_timeout = '10s'").await?;
-                conn.execute(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
-                    .await?;
-                conn.close().await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("warning: benchmark schema {} was not dropped", self.name);
-        }
     }
 }
 
@@ -250,7 +197,7 @@ fn throughput(c: &mut Criterion, instances: usize) {
     let name = format!("throughput_{instances}_instance{}", if instances == 1 { "" } else { "s" });
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let url = database_url();
-    let schema = match rt.block_on(BenchSchema::create(&url)) {
+    let schema = match rt.block_on(TestSchema::create(&url)) {
         Ok(schema) => schema,
         Err(e) => {
             println!(

@@ -241,6 +241,8 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store_impl;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod workflows;
 
 #[cfg(feature = "postgres")]

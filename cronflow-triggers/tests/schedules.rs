@@ -191,12 +191,8 @@ async fn slots_missed_while_the_engine_was_down_follow_the_misfire_policy() {
 
 #[tokio::test]
 async fn three_instances_on_one_postgres_database_fire_1000_slots_each_exactly_once() {
-    let Some(url) = std::env::var("CRONFLOW_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
-    else {
-        eprintln!("note: skipped: CRONFLOW_TEST_DATABASE_URL is not set");
-        return;
-    };
-    let schema = PgSchema::create(&url).await;
+    let Some(url) = cronflow_store::testing::test_database_url() else { return };
+    let schema = PgSchema::create(&url).await.unwrap();
     let flow = scheduled("tick", TriggerDef::interval(Duration::from_secs(1)));
     let start_at = utc(2026, 11, 26, 0, 0, 0) + chrono::Duration::milliseconds(500);
     let clock = SimulatedClock::new(start_at);

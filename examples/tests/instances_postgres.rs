@@ -9,12 +9,10 @@
 //!
 //! Needs `CRONFLOW_TEST_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`);
 //! without it every test says it is skipped and passes. Each test works in a schema of its
-//! own, `cf_inst_<random>`, dropped when the test ends (even when it panics). The tests run
+//! own, `cf_test_<random>`, dropped when the test ends (even when it panics). The tests run
 //! one at a time: their timings mean something only when they do not share the two cores.
 
 use std::collections::BTreeSet;
-use std::hash::{BuildHasher, RandomState};
-use std::io::Write as _;
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,12 +22,8 @@ mod common;
 use common::{Host, STEPS, Snapshot, check_history, jitter};
 use cronflow_core::{RunId, RunQuery, RunStatus, Store};
 use cronflow_store::PostgresStore;
-use sea_orm::sqlx::postgres::PgConnection;
-use sea_orm::sqlx::{AssertSqlSafe, Connection, Executor};
+use cronflow_store::testing::{TestSchema, test_database_url};
 
-/// The steps of the host's `durable-demo` workflow, in order.
-/// The variable naming the PostgreSQL database the tests may use.
-const DATABASE_URL_VAR: &str = "CRONFLOW_TEST_DATABASE_URL";
 /// The engine lease and claim interval of the kill and freeze tests.
 const LEASE: Duration = Duration::from_millis(1000);
 const CLAIM: Duration = Duration::from_millis(200);
@@ -41,65 +35,9 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The PostgreSQL URL to test on, or `None` after printing that the test is skipped.
-fn postgres_url() -> Option<String> {
-    match std::env::var(DATABASE_URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            let test = thread::current().name().unwrap_or("a test").to_owned();
-            // Straight to stderr, past the test harness's capture, so that the skip shows.
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: {test}: skipped ({DATABASE_URL_VAR} is not set)"
-            );
-            None
-        }
-    }
-}
-
-/// A fresh PostgreSQL schema for one test, dropped with it.
-struct PgSchema {
-    base_url: String,
-    name: String,
-}
-
-impl PgSchema {
-    fn create(rt: &tokio::runtime::Runtime, base_url: &str) -> Self {
-        let name = format!("cf_inst_{:016x}", RandomState::new().hash_one(std::process::id()));
-        rt.block_on(exec(base_url, &format!("CREATE SCHEMA {name}"))).expect("create schema");
-        Self { base_url: base_url.to_owned(), name }
-    }
-
-    /// The URL of the database with this schema as the `search_path`.
-    fn url(&self) -> String {
-        let sep = if self.base_url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options=-c%20search_path%3D{}", self.base_url, self.name)
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        // On a thread of its own with its own runtime: this may run during a panic.
-        let (url, name) = (self.base_url.clone(), self.name.clone());
-        let dropped = thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            rt.block_on(exec(&url, &format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            let _ = writeln!(std::io::stderr(), "warning: schema {} was not dropped", self.name);
-        }
-    }
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-async fn exec(url: &str, sql: &str) -> Result<(), BoxError> {
-    let mut conn = PgConnection::connect(url).await?;
-    conn.execute("SET lock_timeout = '10s'").await?;
-    conn.execute(AssertSqlSafe(sql.to_owned())).await?;
-    conn.close().await?;
-    Ok(())
+/// Creates the test's own schema (dropped with the returned value).
+fn create_schema(rt: &tokio::runtime::Runtime, base_url: &str) -> TestSchema {
+    rt.block_on(TestSchema::create(base_url)).expect("create schema")
 }
 
 /// Reads `runs` from the store and checks what must hold at any instant: each is stored,
@@ -170,10 +108,10 @@ fn ms(d: Duration) -> String {
 #[test]
 fn three_instances_complete_a_thousand_runs_once_each() {
     let _serial = serial();
-    let Some(base) = postgres_url() else { return };
+    let Some(base) = test_database_url() else { return };
     let started = Instant::now();
     let rt = runtime();
-    let schema = PgSchema::create(&rt, &base);
+    let schema = create_schema(&rt, &base);
     let url = schema.url();
 
     // 1,000 runs of five 5 ms steps, triggered across three instances.
@@ -216,10 +154,10 @@ fn three_instances_complete_a_thousand_runs_once_each() {
 #[test]
 fn runs_of_a_killed_instance_finish_on_the_others_within_the_lease() {
     let _serial = serial();
-    let Some(base) = postgres_url() else { return };
+    let Some(base) = test_database_url() else { return };
     let started = Instant::now();
     let rt = runtime();
-    let schema = PgSchema::create(&rt, &base);
+    let schema = create_schema(&rt, &base);
     let url = schema.url();
 
     // Three instances, 100 runs each, of five 200 ms steps (a run takes about 1 s).
@@ -280,10 +218,10 @@ fn runs_of_a_killed_instance_finish_on_the_others_within_the_lease() {
 #[test]
 fn an_instance_frozen_past_its_lease_commits_nothing_stale() {
     let _serial = serial();
-    let Some(base) = postgres_url() else { return };
+    let Some(base) = test_database_url() else { return };
     let started = Instant::now();
     let rt = runtime();
-    let schema = PgSchema::create(&rt, &base);
+    let schema = create_schema(&rt, &base);
     let url = schema.url();
 
     let (lease, claim) = (ms(LEASE), ms(CLAIM));

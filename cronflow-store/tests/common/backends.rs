@@ -6,7 +6,6 @@
 //! `?options=-c search_path=<schema>`, so tests run in parallel without seeing each other.
 
 use std::future::Future;
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -14,31 +13,16 @@ use cronflow_core::{
     CommitBatch, CommitOutcome, RecordedEvent, RunId, RunQuery, RunRecord, RunReport, Store,
     StoreError, StoredRun, WorkflowDef,
 };
+use cronflow_store::testing::TestSchema;
 use cronflow_store::{PostgresStore, SqliteStore};
-use sea_orm::sqlx::postgres::PgConnection;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sea_orm::sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
 use tempfile::TempDir;
 
-/// The variable naming the PostgreSQL database the tests may use.
-pub(crate) const DATABASE_URL_VAR: &str = "CRONFLOW_TEST_DATABASE_URL";
-
-/// The PostgreSQL URL to test on, or `None` after printing that the PostgreSQL part of the
-/// running test is skipped.
-pub(crate) fn postgres_url() -> Option<String> {
-    match std::env::var(DATABASE_URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            let test = std::thread::current().name().unwrap_or("a test").to_owned();
-            // Straight to stderr, past the test harness's capture, so that the skip shows.
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: {test}: PostgreSQL part skipped ({DATABASE_URL_VAR} is not set)"
-            );
-            None
-        }
-    }
-}
+#[allow(unused_imports)]
+pub(crate) use cronflow_store::testing::{
+    TEST_DATABASE_URL_VAR as DATABASE_URL_VAR, test_database_url as postgres_url,
+};
 
 /// A store of either backend.
 #[derive(Debug, Clone)]
@@ -104,86 +88,40 @@ impl Store for TestStore {
     }
 }
 
-/// A fresh PostgreSQL schema of its own for one test, dropped with it.
-pub(crate) struct PgSchema {
-    base_url: String,
-    name: String,
-}
+/// A fresh PostgreSQL schema of its own for one test, dropped with it: the store's
+/// [`TestSchema`], with calls that fail the test instead of returning errors.
+pub(crate) struct PgSchema(TestSchema);
 
 impl PgSchema {
     /// Creates `cf_test_<random>` in the database at `base_url`.
     pub(crate) async fn create(base_url: &str) -> Self {
-        let name = format!("cf_test_{}", uuid::Uuid::now_v7().simple());
-        let schema = Self { base_url: base_url.to_owned(), name };
-        schema.exec_base(&format!("CREATE SCHEMA {}", schema.name)).await;
-        schema
+        Self(TestSchema::create(base_url).await.expect("create a test schema"))
     }
 
     /// Its name.
     pub(crate) fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// The URL of the database with this schema as the `search_path`.
     pub(crate) fn url(&self) -> String {
-        with_search_path(&self.base_url, &self.name)
+        self.0.url()
     }
 
     /// Runs `sql` in this schema.
     pub(crate) async fn exec(&self, sql: &str) {
-        let mut conn = PgConnection::connect(&self.url()).await.expect("connect to PostgreSQL");
-        conn.execute(AssertSqlSafe(sql.to_owned())).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        conn.close().await.unwrap();
+        self.0.exec(sql).await.unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The first column of the first row of `sql` (a text column), run in this schema: `None`
     /// when there is no row or the value is NULL.
     pub(crate) async fn query_text(&self, sql: &str) -> Option<String> {
-        let mut conn = PgConnection::connect(&self.url()).await.expect("connect to PostgreSQL");
-        let value: Option<Option<String>> =
-            sea_orm::sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
-                .fetch_optional(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        conn.close().await.unwrap();
-        value.flatten()
-    }
-
-    async fn exec_base(&self, sql: &str) {
-        let mut conn = PgConnection::connect(&self.base_url).await.expect("connect to PostgreSQL");
-        conn.execute(AssertSqlSafe(sql.to_owned())).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        conn.close().await.unwrap();
+        self.0.query_text(sql).await.unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        // On a thread of its own with its own runtime: this may run inside the test's runtime,
-        // and during a panic.
-        let (url, name) = (self.base_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let mut conn = PgConnection::connect(&url).await?;
-                conn.execute("SET lock_timeout = '10s'").await?;
-                conn.execute(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
-                    .await?;
-                conn.close().await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            let _ = writeln!(std::io::stderr(), "warning: schema {} was not dropped", self.name);
-        }
-    }
-}
-
-/// `url` with `search_path` set to `schema` for every connection.
-pub(crate) fn with_search_path(url: &str, schema: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
-}
+#[allow(unused_imports)]
+pub(crate) use cronflow_store::testing::with_search_path;
 
 /// A durable database to test on: it can be opened again (a restart) and changed behind the
 /// store's back.
