@@ -16,8 +16,8 @@ use cronflow_core::{RecordedEvent, RunEvent, RunId, RunRecord, RunStatus};
 /// The steps of `durable_host`'s workflow, in order.
 pub(crate) const STEPS: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
 
-/// A running `durable_host` process; dropping it kills (also when stopped) and
-/// reaps the process, so a failing test leaves no orphan behind.
+/// A running example process (`durable_host` unless said otherwise); dropping it kills (also
+/// when stopped) and reaps the process, so a failing test leaves no orphan behind.
 pub(crate) struct Host {
     name: &'static str,
     child: Child,
@@ -28,14 +28,19 @@ pub(crate) struct Host {
 impl Host {
     /// Starts the host with `store` (`["--db", path]` or `["--postgres", url]`) and `args`.
     pub(crate) fn start(name: &'static str, store: &[&str], args: &[&str]) -> Host {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_durable_host"))
-            .args(store)
+        let args: Vec<&str> = store.iter().chain(args).copied().collect();
+        Host::spawn(env!("CARGO_BIN_EXE_durable_host"), name, &args)
+    }
+
+    /// Starts the example binary `exe` with `args`.
+    pub(crate) fn spawn(exe: &str, name: &'static str, args: &[&str]) -> Host {
+        let mut child = Command::new(exe)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn durable_host");
+            .unwrap_or_else(|e| panic!("spawn {exe}: {e}"));
         let out = child.stdout.take().expect("piped stdout");
         let (tx, stdout) = mpsc::channel();
         thread::spawn(move || {
