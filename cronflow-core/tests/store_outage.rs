@@ -57,3 +57,34 @@ async fn a_store_that_keeps_refusing_a_batch_stops_the_engine_with_the_error() {
     let err = engine.handle().trigger("flow", json!(null)).await.unwrap_err();
     assert!(matches!(err, EngineError::ShuttingDown), "the engine has stopped: {err}");
 }
+
+#[tokio::test]
+async fn a_commit_applied_whose_answer_was_lost_is_recognised_and_the_engine_goes_on() {
+    // Every commit is applied, but the answers of the first two are lost, as when the
+    // database commits and the connection breaks before it replies: the retries then find
+    // their rows taken.
+    let lost = Arc::new(AtomicU32::new(2));
+    let mut store = FaultyStore::new(MemoryStore::new());
+    let left = Arc::clone(&lost);
+    store.lost_answer = Some(Arc::new(move || {
+        let n = left.load(Ordering::SeqCst);
+        (n > 0).then(|| {
+            left.store(n - 1, Ordering::SeqCst);
+            StoreError::Database("connection reset by peer".into())
+        })
+    }));
+    let mock = MockExecutor::new().returns("a", 1).returns("b", 2);
+    let engine = engine(store, mock.clone()).await;
+    let handle = engine.handle();
+    let run = handle.trigger("flow", json!(null)).await.expect("the accepted run is answered");
+    let report = handle.wait(run).await.unwrap();
+    assert_eq!(report.status(), RunStatus::Completed);
+    assert_eq!(lost.load(Ordering::SeqCst), 0, "both answers were lost");
+    // Recorded once each, and the engine still works.
+    let kinds: Vec<_> = report.history.iter().map(|e| e.event.kind()).collect();
+    assert_eq!(kinds, ["run_started", "task_succeeded", "task_succeeded", "run_completed"]);
+    assert_eq!(mock.calls_to("a").len(), 1);
+    let again = handle.trigger("flow", json!(null)).await.unwrap();
+    assert_eq!(handle.wait(again).await.unwrap().status(), RunStatus::Completed);
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}

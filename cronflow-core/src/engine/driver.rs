@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::engine::clock::Clock;
 use crate::engine::config::EngineConfig;
@@ -25,10 +25,6 @@ use crate::json::Json;
 use crate::machine::{Command, RunDefinition, RunMachine};
 use crate::store::{ClaimedRun, CommitBatch, DuplicateRun, FinishedRun, NewRun, Store};
 use crate::task::TaskError;
-
-/// How long commits keep being retried while the store is unreachable before the engine
-/// stops (and leaves the rest to the next start).
-const STORE_OUTAGE_LIMIT: Duration = Duration::from_secs(60);
 
 /// Where the answer to a trigger goes.
 pub(crate) type TriggerReply = oneshot::Sender<Result<Triggered, EngineError>>;
@@ -130,7 +126,7 @@ pub(crate) struct Driver {
     pub(crate) batch: CommitBatch,
     /// Triggers answered once the turn is durable: the run and whether this trigger made it
     /// (a keyed trigger repeating a key of the same turn did not).
-    accepted: Vec<(RunId, bool, TriggerReply)>,
+    pub(crate) accepted: Vec<(RunId, bool, TriggerReply)>,
     /// The trigger keys of this turn's new runs.
     turn_keys: HashMap<String, RunId>,
     /// New runs of this turn the store did not create (their key was taken), with the run
@@ -399,46 +395,7 @@ impl Driver {
     /// then stops, and the next start resumes from what was committed.
     async fn finish_turn(&mut self) -> bool {
         if !self.batch.is_empty() {
-            let mut delay = Duration::from_millis(10);
-            let mut attempt = 1;
-            let failing_since = Instant::now();
-            self.fence_batch();
-            let outcome = loop {
-                let e = match self.store.commit(&self.batch).await {
-                    Ok(outcome) => break outcome,
-                    Err(e) => e,
-                };
-                if let StoreError::LeaseLost { runs } = &e {
-                    // Another instance has these runs now: forget them, commit the rest.
-                    warn!(runs = runs.len(), "leases lost at commit; another instance continues");
-                    let known = runs.iter().any(|id| self.runs.contains_key(id));
-                    self.drop_runs(&runs.clone(), WatchEnd::Moved);
-                    if known {
-                        self.fence_batch();
-                        continue;
-                    }
-                }
-                // A database that is restarting or unreachable gets a minute to come back;
-                // any other failure (a conflict, corrupt data) is retried only briefly.
-                let transient = matches!(e, StoreError::Database(_) | StoreError::Open { .. });
-                let give_up = if transient {
-                    failing_since.elapsed() > STORE_OUTAGE_LIMIT
-                } else {
-                    attempt >= 5
-                };
-                if give_up {
-                    error!(error = %e, "store commit failed; stopping the engine");
-                    for (_, _, reply) in self.accepted.drain(..) {
-                        let _ = reply
-                            .send(Err(EngineError::Store(StoreError::Database(e.to_string()))));
-                    }
-                    return false;
-                }
-                warn!(error = %e, attempt, "store commit failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-                attempt += 1;
-            };
+            let Some(outcome) = self.commit_turn().await else { return false };
             self.forget_duplicates(&outcome.duplicates);
             self.batch.clear();
         }
@@ -449,11 +406,17 @@ impl Driver {
             if let Some(run) = self.runs.get_mut(&run_id) {
                 run.since = committed_at;
             }
-            let triggered = match self.duplicates.get(&run_id) {
-                Some(&existing) => Triggered { run_id: existing, created: false },
-                None => Triggered { run_id, created },
+            let answer = match self.duplicates.get(&run_id) {
+                // The key's holder is unknown (see `engine::commit`): a new trigger names it.
+                Some(&existing) if existing == run_id => {
+                    Err(EngineError::Store(StoreError::Conflict(
+                        "the trigger key is taken; trigger again to get its run".into(),
+                    )))
+                }
+                Some(&existing) => Ok(Triggered { run_id: existing, created: false }),
+                None => Ok(Triggered { run_id, created }),
             };
-            let _ = reply.send(Ok(triggered));
+            let _ = reply.send(answer);
         }
         self.duplicates.clear();
         for (_, reply) in self.cancelled.drain(..) {

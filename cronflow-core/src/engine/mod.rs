@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 mod clock;
+mod commit;
 mod config;
 mod dispatch;
 mod driver;

@@ -14,18 +14,20 @@ type Time = chrono::DateTime<chrono::Utc>;
 /// Decides whether an operation fails: `Some(error)` fails it.
 pub(crate) type Fault = Arc<dyn Fn() -> Option<StoreError> + Send + Sync>;
 
-/// A [`MemoryStore`] whose commits and lease renewals can be made to fail, for tests of the
+/// A [`MemoryStore`] whose commits (before or after applying them) and lease renewals can be made to fail, for tests of the
 /// engine across store outages and frozen heartbeats. Everything else is delegated.
 #[derive(Clone)]
 pub(crate) struct FaultyStore {
     pub(crate) inner: MemoryStore,
     pub(crate) commit_fault: Option<Fault>,
+    /// Decides, after a commit was applied, whether its answer is lost (an error returned).
+    pub(crate) lost_answer: Option<Fault>,
     pub(crate) renew_fault: Option<Fault>,
 }
 
 impl FaultyStore {
     pub(crate) fn new(inner: MemoryStore) -> Self {
-        Self { inner, commit_fault: None, renew_fault: None }
+        Self { inner, commit_fault: None, lost_answer: None, renew_fault: None }
     }
 }
 
@@ -46,7 +48,9 @@ impl Store for FaultyStore {
     }
     async fn commit(&self, batch: &CommitBatch) -> Result<CommitOutcome, StoreError> {
         check(&self.commit_fault)?;
-        self.inner.commit(batch).await
+        let outcome = self.inner.commit(batch).await?;
+        check(&self.lost_answer)?;
+        Ok(outcome)
     }
     async fn schedule_cursor(&self, id: &str) -> Result<Option<Time>, StoreError> {
         self.inner.schedule_cursor(id).await
