@@ -2,6 +2,7 @@
 //! Rust builder.
 
 mod builder;
+mod fields;
 mod model;
 mod rules;
 mod structure;
