@@ -88,3 +88,39 @@ async fn a_commit_applied_whose_answer_was_lost_is_recognised_and_the_engine_goe
     assert_eq!(handle.wait(again).await.unwrap().status(), RunStatus::Completed);
     engine.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn triggers_beyond_the_pending_limit_wait_before_entering_the_engine() {
+    // The store refuses the next 6 commits (about 600 ms of backoff): the first trigger's turn
+    // cannot commit, so the second trigger must wait for its place.
+    let failures = Arc::new(AtomicU32::new(0));
+    let store = failing_store(&failures, || StoreError::Database("connection refused".into()));
+    let flow = Workflow::new("flow").step("a").step("b").build().unwrap();
+    let engine = Engine::builder()
+        .store(store)
+        .executor(MockExecutor::new().returns("a", 1).returns("b", 2))
+        .workflow(flow)
+        .max_pending_triggers(1)
+        .start()
+        .await
+        .unwrap();
+    let handle = engine.handle();
+    failures.store(6, Ordering::SeqCst);
+    let first = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.trigger("flow", json!(1)).await }
+    });
+    let second = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.trigger("flow", json!(2)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(handle.pending_triggers(), 1, "only one trigger is inside the engine");
+    assert!(!first.is_finished() && !second.is_finished());
+    let (first, second) = (first.await.unwrap().unwrap(), second.await.unwrap().unwrap());
+    for run in [first, second] {
+        assert_eq!(handle.wait(run).await.unwrap().status(), RunStatus::Completed);
+    }
+    assert_eq!(handle.pending_triggers(), 0);
+    engine.shutdown(Duration::from_secs(5)).await.unwrap();
+}

@@ -29,6 +29,7 @@ pub(crate) struct EngineConfig {
     pub(crate) validators: Vec<Validator>,
     pub(crate) task_concurrency: usize,
     pub(crate) max_payload_bytes: usize,
+    pub(crate) max_pending_triggers: usize,
     pub(crate) max_inputs_per_turn: usize,
     pub(crate) max_active_runs: usize,
     pub(crate) lease: Duration,
@@ -55,6 +56,7 @@ impl Default for EngineConfig {
             validators: Vec::new(),
             task_concurrency: 1024,
             max_payload_bytes: 1 << 20,
+            max_pending_triggers: 10_000,
             max_inputs_per_turn: 4096,
             max_active_runs: 100_000,
             lease: Duration::from_secs(10),
@@ -148,6 +150,14 @@ impl<S, E> EngineBuilder<S, E> {
     /// Largest trigger payload accepted, in bytes of JSON (default 1 MiB).
     pub fn max_payload_bytes(mut self, limit: usize) -> Self {
         self.config.max_payload_bytes = limit;
+        self
+    }
+
+    /// How many triggers may wait at once to be made durable (default 10,000). Beyond it a
+    /// trigger waits before it is even queued: a flood of webhook deliveries slows its
+    /// senders down instead of filling memory.
+    pub fn max_pending_triggers(mut self, limit: usize) -> Self {
+        self.config.max_pending_triggers = limit.max(1);
         self
     }
 

@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) executor: Arc<dyn Executor>,
     pub(crate) config: EngineConfig,
+    /// One permit per trigger waiting to be durable ([`EngineBuilder::max_pending_triggers`](crate::EngineBuilder::max_pending_triggers)).
+    pub(crate) pending_triggers: Arc<tokio::sync::Semaphore>,
     /// The latest definition of every registered workflow, for [`EngineHandle::workflows`].
     pub(crate) definitions: std::sync::RwLock<BTreeMap<String, Arc<RunDefinition>>>,
 }
@@ -160,6 +162,11 @@ impl EngineHandle {
                 ),
             });
         }
+        // Held until the trigger is answered: the bound on triggers queued in the engine.
+        let _permit = Arc::clone(&self.shared.pending_triggers)
+            .acquire_owned()
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
         let (reply, answer) = oneshot::channel();
         self.send(Input::Trigger {
             workflow_id: workflow_id.to_string(),
@@ -169,6 +176,13 @@ impl EngineHandle {
             reply,
         })?;
         answer.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// How many triggers are waiting to be made durable right now (at most
+    /// [`EngineBuilder::max_pending_triggers`](crate::EngineBuilder::max_pending_triggers)).
+    pub fn pending_triggers(&self) -> usize {
+        let limit = self.shared.config.max_pending_triggers;
+        limit.saturating_sub(self.shared.pending_triggers.available_permits())
     }
 
     /// Waits until run `run_id` has finished and returns its record and history.

@@ -111,12 +111,14 @@ impl Engine {
             lease::spawn_background(Arc::clone(&store), tx.clone(), instance, &config, room);
         }
         let driver = tokio::spawn(driver.run());
+        let max_pending = builder.config.max_pending_triggers;
         let shared = Arc::new(Shared {
             tx,
             store,
             executor,
             config: builder.config,
             definitions: std::sync::RwLock::new(definitions),
+            pending_triggers: Arc::new(tokio::sync::Semaphore::new(max_pending)),
         });
         Ok(Engine { handle: EngineHandle { shared }, driver: Some(driver) })
     }
