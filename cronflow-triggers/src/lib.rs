@@ -39,9 +39,9 @@ pub use schedule::runner::Poll;
 pub use schedule::{Cadence, MisfirePolicy, Schedule, SimulatedClock, TriggerClock, WallClock};
 pub use triggers::{RunningTriggers, TriggerError, Triggers, check_workflow};
 pub use webhook::{
-    DEFAULT_ADDR, DEFAULT_CONTENT_TYPE, DEFAULT_IDEMPOTENCY_HEADER, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_SIGNATURE_HEADER, RateLimit, ResponseBody, ResponseFuture, WebhookConfig, WebhookError,
-    WebhookServer, WebhookService, Webhooks,
+    DEFAULT_ADDR, DEFAULT_BODY_TIMEOUT, DEFAULT_CONTENT_TYPE, DEFAULT_IDEMPOTENCY_HEADER,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_SIGNATURE_HEADER, RateLimit, ResponseBody, ResponseFuture,
+    WebhookConfig, WebhookError, WebhookServer, WebhookService, Webhooks,
 };
 
 /// The README's examples, compiled as doc tests so they cannot rot (here because this crate

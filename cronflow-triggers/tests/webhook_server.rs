@@ -183,3 +183,23 @@ async fn shutdown_closes_connections_still_busy_after_the_grace() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickling_past_the_body_timeout_is_a_408_and_starts_nothing() {
+    on_every_backend(|backend| async move {
+        let h =
+            Harness::start(backend, workflows(), |w| w.body_timeout(Duration::from_millis(300)))
+                .await;
+        let (tx, reply) = half_sent(&h).await;
+        let reply = tokio::time::timeout(Duration::from_secs(10), reply)
+            .await
+            .expect("the server answers without waiting for the rest")
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::REQUEST_TIMEOUT, "{reply:?}");
+        drop(tx);
+        let runs = h.handle.list_runs(&cronflow_core::RunQuery::default()).await.unwrap();
+        assert!(runs.is_empty(), "no run was started: {runs:?}");
+        h.stop().await;
+    })
+    .await;
+}

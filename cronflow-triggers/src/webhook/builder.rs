@@ -1,10 +1,14 @@
 //! [`Webhooks`]: the builder of the webhook service and server.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use cronflow_core::EngineHandle;
 
 use super::config::DEFAULT_MAX_BODY_BYTES;
+
+/// How long a request body may take to arrive by default (see [`Webhooks::body_timeout`]).
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 use super::error::WebhookError;
 use super::manual::Manual;
 use super::server::WebhookServer;
@@ -49,6 +53,7 @@ pub struct Webhooks {
     addr: SocketAddr,
     manual_token: Option<String>,
     manual_max_body_bytes: usize,
+    body_timeout: Duration,
 }
 
 impl std::fmt::Debug for Webhooks {
@@ -70,6 +75,7 @@ impl Webhooks {
             addr: DEFAULT_ADDR,
             manual_token: None,
             manual_max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 
@@ -87,6 +93,13 @@ impl Webhooks {
     /// of the server: whoever has it can start any workflow.
     pub fn manual_token(mut self, token: impl Into<String>) -> Self {
         self.manual_token = Some(token.into());
+        self
+    }
+
+    /// How long a request body may take to arrive once its headers are in (default 30 s);
+    /// a slower one is refused with `408` and its connection freed.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
         self
     }
 
@@ -117,7 +130,8 @@ impl Webhooks {
                 reason: "must be positive".into(),
             });
         }
-        WebhookService::build(self.handle, Manual::new(token, self.manual_max_body_bytes))
+        let manual = Manual::new(token, self.manual_max_body_bytes);
+        WebhookService::build(self.handle, manual, self.body_timeout)
     }
 
     /// Builds the service and serves it on [`addr`](Webhooks::addr) until

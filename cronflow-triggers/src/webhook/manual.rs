@@ -35,6 +35,7 @@ impl Manual {
         &self,
         handle: &EngineHandle,
         request: Request<B>,
+        body_timeout: std::time::Duration,
     ) -> Result<Response<ResponseBody>, Rejection>
     where
         B: Body,
@@ -55,7 +56,7 @@ impl Manual {
                 only_post(&request, &path)?;
                 self.authorize(request.headers())?;
                 let workflow = workflow.to_string();
-                self.trigger(handle, &workflow, request).await
+                self.trigger(handle, &workflow, request, body_timeout).await
             }
             _ => Err(Rejection::not_found(&path)),
         }
@@ -84,13 +85,14 @@ impl Manual {
         handle: &EngineHandle,
         workflow: &str,
         request: Request<B>,
+        body_timeout: std::time::Duration,
     ) -> Result<Response<ResponseBody>, Rejection>
     where
         B: Body,
         B::Error: Into<BoxError>,
     {
         let (parts, body) = request.into_parts();
-        let body = verify::read_body(body, self.max_body_bytes).await?;
+        let body = verify::read_body(body, self.max_body_bytes, body_timeout).await?;
         let payload = verify::payload(&parts.headers, body, "application/json")?;
         let header = HeaderName::from_static(DEFAULT_IDEMPOTENCY_HEADER);
         let key = idempotency_key(&parts.headers, &header, "manual", workflow)?;

@@ -18,7 +18,7 @@ mod server;
 mod service;
 mod verify;
 
-pub use builder::{DEFAULT_ADDR, Webhooks};
+pub use builder::{DEFAULT_ADDR, DEFAULT_BODY_TIMEOUT, Webhooks};
 pub use config::{
     DEFAULT_CONTENT_TYPE, DEFAULT_IDEMPOTENCY_HEADER, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_SIGNATURE_HEADER, RateLimit, WebhookConfig,

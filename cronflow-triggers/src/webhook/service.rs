@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use cronflow_core::{EngineHandle, Json, MAX_TRIGGER_KEY_BYTES, TriggerOptions};
 use http::{HeaderMap, HeaderName, Request, Response};
@@ -63,6 +64,7 @@ struct Inner {
     handle: EngineHandle,
     routes: RwLock<Arc<Routes>>,
     manual: Manual,
+    body_timeout: Duration,
 }
 
 impl std::fmt::Debug for WebhookService {
@@ -72,9 +74,14 @@ impl std::fmt::Debug for WebhookService {
 }
 
 impl WebhookService {
-    pub(crate) fn build(handle: EngineHandle, manual: Manual) -> Result<Self, WebhookError> {
+    pub(crate) fn build(
+        handle: EngineHandle,
+        manual: Manual,
+        body_timeout: Duration,
+    ) -> Result<Self, WebhookError> {
         let routes = Routes::build(&handle.workflows(), None)?;
-        let inner = Inner { handle, routes: RwLock::new(Arc::new(routes)), manual };
+        let routes = RwLock::new(Arc::new(routes));
+        let inner = Inner { handle, routes, manual, body_timeout };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -124,11 +131,13 @@ impl WebhookService {
     {
         let path = request.uri().path();
         let result = if path == RESERVED_PREFIX || path.starts_with("/runs/") {
-            self.inner.manual.answer(&self.inner.handle, request).await
+            self.inner.manual.answer(&self.inner.handle, request, self.inner.body_timeout).await
         } else {
             let routes = self.routes();
             match routes.find(path, request.method()) {
-                Lookup::Endpoint(endpoint) => deliver(&self.inner.handle, endpoint, request).await,
+                Lookup::Endpoint(endpoint) => {
+                    deliver(&self.inner.handle, endpoint, request, self.inner.body_timeout).await
+                }
                 Lookup::WrongMethod(allow) => Err(Rejection::method_not_allowed(path, allow)),
                 Lookup::NotFound => Err(Rejection::not_found(path)),
             }
@@ -145,6 +154,7 @@ async fn deliver<B>(
     handle: &EngineHandle,
     endpoint: &Endpoint,
     request: Request<B>,
+    body_timeout: Duration,
 ) -> Result<Response<ResponseBody>, Rejection>
 where
     B: Body,
@@ -157,7 +167,7 @@ where
         Some(_) => Some(verify::signature(&parts.headers, &config.signature_header)?),
         None => None,
     };
-    let body = verify::read_body(body, config.max_body_bytes).await?;
+    let body = verify::read_body(body, config.max_body_bytes, body_timeout).await?;
     if let (Some(mac), Some(signature)) = (&endpoint.mac, signature) {
         verify::check_signature(mac, &signature, &body)?;
     }

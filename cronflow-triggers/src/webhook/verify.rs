@@ -3,12 +3,13 @@
 //! wrong.
 
 use std::pin::pin;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use cronflow_core::Json;
 use hmac::{Hmac, Mac};
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use sha2::Sha256;
@@ -21,8 +22,13 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Reads the whole body, refusing it (`413`) as soon as it would exceed `limit`: a declared
 /// `Content-Length` over the limit is refused before reading anything, and a streamed body
-/// is never held beyond the limit.
-pub(crate) async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, Rejection>
+/// is never held beyond the limit. A body not received within `timeout` is refused (`408`):
+/// a sender trickling bytes cannot hold a connection and its buffer for ever.
+pub(crate) async fn read_body<B>(
+    body: B,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Rejection>
 where
     B: Body,
     B::Error: Into<BoxError>,
@@ -30,6 +36,19 @@ where
     if body.size_hint().lower() > limit as u64 {
         return Err(Rejection::too_large(limit));
     }
+    tokio::time::timeout(timeout, read_limited(body, limit)).await.map_err(|_| {
+        Rejection::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body was not received within {timeout:?}"),
+        )
+    })?
+}
+
+async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, Rejection>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
     let mut body = pin!(body);
     let mut first: Option<Bytes> = None;
     let mut rest = BytesMut::new();
