@@ -72,11 +72,26 @@ fn settings_as_the_sdk_writes_them_are_read_into_typed_values() {
 }
 
 #[test]
+fn a_secret_can_come_from_the_environment_instead_of_the_definition() {
+    // `PATH` is set in every test environment; any non-empty variable works as a key here.
+    let trigger = json!({ "path": "/h", "secret_env": "PATH" });
+    let configs = WebhookConfig::from_workflow(&def("orders", trigger)).unwrap();
+    assert_eq!(configs[0].secret.as_deref(), std::env::var("PATH").ok().as_deref());
+}
+
+#[test]
 fn bad_settings_are_named_with_a_reason() {
     let cases = [
         (json!({"path": "/h", "signatureHeader": "X-Sig"}), "signatureHeader", "unknown setting"),
         (json!({"path": "/h", "secret": 42}), "secret", "non-empty string"),
         (json!({"path": "/h", "secret": ""}), "secret", "non-empty string"),
+        (json!({"path": "/h", "secret": "k", "secret_env": "K"}), "secret_env", "not both"),
+        (json!({"path": "/h", "secret_env": 7}), "secret_env", "environment variable"),
+        (
+            json!({"path": "/h", "secret_env": "CRONFLOW_TEST_SURELY_UNSET_4f1c"}),
+            "secret_env",
+            "`CRONFLOW_TEST_SURELY_UNSET_4f1c` is not set",
+        ),
         (json!({"path": "/h", "max_body_bytes": 0}), "max_body_bytes", "positive integer"),
         (json!({"path": "/h", "required_headers": "X-A"}), "required_headers", "array"),
         (

@@ -12,8 +12,9 @@ use serde_json::{Map, Value};
 use super::error::WebhookError;
 
 /// Settings a webhook trigger may carry, besides `path` and `method`.
-pub(crate) const SETTINGS: [&str; 8] = [
+pub(crate) const SETTINGS: [&str; 9] = [
     "secret",
+    "secret_env",
     "signature_header",
     "content_type",
     "max_body_bytes",
@@ -144,10 +145,28 @@ impl WebhookConfig {
             None => Ok(HeaderName::from_static(default)),
             Some(v) => header_name(v).map_err(|reason| bad(name, reason)),
         };
-        let secret = match get("secret") {
-            None => None,
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(v) => return Err(bad("secret", format!("must be a non-empty string, found {v}"))),
+        let secret = match (get("secret"), get("secret_env")) {
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(bad("secret_env", "give `secret` or `secret_env`, not both".into()));
+            }
+            (Some(Value::String(s)), None) if !s.is_empty() => Some(s.clone()),
+            (Some(v), None) => {
+                return Err(bad("secret", format!("must be a non-empty string, found {v}")));
+            }
+            // The key stays out of the definition (and so out of the store): it is read from
+            // the host's environment when the routes are built.
+            (None, Some(Value::String(var))) if !var.is_empty() => match std::env::var(var) {
+                Ok(key) if !key.is_empty() => Some(key),
+                _ => {
+                    let reason = format!("the environment variable `{var}` is not set or empty");
+                    return Err(bad("secret_env", reason));
+                }
+            },
+            (None, Some(v)) => {
+                let reason = format!("must be the name of an environment variable, found {v}");
+                return Err(bad("secret_env", reason));
+            }
         };
         let content_type = match get("content_type") {
             None => DEFAULT_CONTENT_TYPE.to_string(),
