@@ -55,6 +55,12 @@ async fn a_javascript_poll_handler_and_an_event_start_javascript_runs() {
             .expect("the runs were started")
         }
     };
+    // The poll's cursor exists before the clock moves (else its first slot is later).
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while handle.schedule_cursor(poll).await.unwrap().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "the poll never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for _ in 0..2 {
         clock.advance(Duration::from_secs(60));
         let deadline = tokio::time::Instant::now() + LIMIT;
