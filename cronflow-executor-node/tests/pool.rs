@@ -170,7 +170,7 @@ async fn the_pool_grows_to_its_maximum_under_load_and_shrinks_back_when_idle() {
         .idle_timeout(Duration::from_millis(300));
     let (exec, _) = common::spawn(builder).await;
     assert_eq!(exec.stats().workers, 1);
-    let hold = || with_payload(task("tools", "hold"), json!({ "ms": 400 }));
+    let hold = || with_payload(task("tools", "hold"), json!({ "ms": 800 }));
     let outs = futures_join(&exec, (0..6).map(|_| hold()).collect()).await;
     let pids: std::collections::HashSet<u64> =
         outs.iter().map(|o| o["pid"].as_u64().unwrap()).collect();
