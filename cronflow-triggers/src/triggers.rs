@@ -49,10 +49,11 @@ pub enum TriggerError {
 /// # async fn demo(engine: cronflow_core::Engine) -> Result<(), Box<dyn std::error::Error>> {
 /// use cronflow_triggers::{MisfirePolicy, Triggers};
 ///
-/// let running = Triggers::new(engine.handle())
-///     .misfire(MisfirePolicy::FireOnce)
-///     .start()?;
+/// let triggers = Triggers::new(engine.handle()).misfire(MisfirePolicy::FireOnce);
+/// let server = triggers.webhooks().serve().await?; // 127.0.0.1:3000
+/// let running = triggers.start()?;
 /// // ... the host runs ...
+/// server.shutdown(std::time::Duration::from_secs(5)).await?;
 /// running.shutdown().await;
 /// # Ok(()) }
 /// ```
@@ -102,6 +103,12 @@ impl Triggers {
     pub fn misfire_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
+    }
+
+    /// The webhook side of the same engine: [`Webhooks`](crate::Webhooks) on this handle, to
+    /// [`serve`](crate::Webhooks::serve) or turn [`into_service`](crate::Webhooks::into_service).
+    pub fn webhooks(&self) -> crate::Webhooks {
+        crate::Webhooks::new(self.handle.clone())
     }
 
     /// The schedules (cron and interval triggers) and polls of the registered workflows, or
