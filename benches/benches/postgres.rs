@@ -121,6 +121,13 @@ impl Store for Counted {
     ) -> Result<bool, StoreError> {
         self.inner.advance_schedule(id, from, to).await
     }
+    async fn prune_trigger_keys(
+        &self,
+        prefix: &str,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.inner.prune_trigger_keys(prefix, before).await
+    }
     async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
         self.inner.active_runs().await
     }

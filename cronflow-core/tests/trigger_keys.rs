@@ -115,3 +115,21 @@ async fn bad_keys_are_refused_and_workflows_are_listed() {
     assert_eq!(ids, ["count", "later"]);
     engine.shutdown(GRACE).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_pruned_key_starts_a_new_run() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let engine = engine(MemoryStore::new(), Arc::clone(&calls)).await;
+    let handle = engine.handle();
+    let first = handle.trigger_with("count", Json::null(), key("webhook:count:1")).await.unwrap();
+    handle.wait(first.run_id).await.unwrap();
+    // Younger than an hour: kept.
+    let kept = handle.prune_trigger_keys("webhook:", Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(kept, 0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(handle.prune_trigger_keys("webhook:", Duration::ZERO).await.unwrap(), 1);
+    let again = handle.trigger_with("count", Json::null(), key("webhook:count:1")).await.unwrap();
+    assert!(again.created && again.run_id != first.run_id);
+    handle.wait(again.run_id).await.unwrap();
+    engine.shutdown(GRACE).await.unwrap();
+}

@@ -90,6 +90,14 @@ macro_rules! delegate_store {
                 crate::schedules::advance(&self.db, id, from, to).await
             }
 
+            async fn prune_trigger_keys(
+                &self,
+                prefix: &str,
+                created_before: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, cronflow_core::StoreError> {
+                crate::schedules::prune_keys(&self.db, prefix, created_before).await
+            }
+
             async fn active_runs(
                 &self,
             ) -> Result<Vec<cronflow_core::StoredRun>, cronflow_core::StoreError> {

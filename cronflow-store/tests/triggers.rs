@@ -45,6 +45,37 @@ async fn a_taken_trigger_key_leaves_its_new_run_out_and_names_the_holder() {
 }
 
 #[tokio::test]
+async fn pruned_trigger_keys_can_start_a_run_again_and_only_those_are_pruned() {
+    on_every_backend(|store| async move {
+        // Keys taken at t(1) .. t(4) (their runs' created_at), some sharing prefixes.
+        let old_hook = keyed("orders", 1, "webhook:orders:a");
+        let old_slot = keyed("orders", 2, "schedule:nightly@2026-11-26T00:00:00Z");
+        let new_hook = keyed("orders", 4, "webhook:orders:b");
+        let other = keyed("orders", 1, "webhook;orders:c"); // just past the prefix
+        for run in [&old_hook, &old_slot, &new_hook, &other] {
+            store.commit(&start(run, 1)).await.unwrap();
+        }
+        assert_eq!(store.prune_trigger_keys("webhook:", t(3)).await.unwrap(), 1);
+        assert_eq!(store.prune_trigger_keys("webhook:", t(3)).await.unwrap(), 0);
+
+        // The pruned key starts a new run; the others still hold theirs.
+        let again = keyed("orders", 5, "webhook:orders:a");
+        assert!(store.commit(&start(&again, 1)).await.unwrap().duplicates.is_empty());
+        for (kept, holder) in [
+            (keyed("orders", 6, "webhook:orders:b"), &new_hook),
+            (keyed("orders", 6, "schedule:nightly@2026-11-26T00:00:00Z"), &old_slot),
+            (keyed("orders", 6, "webhook;orders:c"), &other),
+        ] {
+            let outcome = store.commit(&start(&kept, 1)).await.unwrap();
+            assert_eq!(outcome.duplicates, [DuplicateRun { run: kept.id, existing: holder.id }]);
+        }
+        // An empty prefix means every key.
+        assert_eq!(store.prune_trigger_keys("", t(100)).await.unwrap(), 4);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn schedule_cursors_move_by_compare_and_set() {
     on_every_backend(|store| async move {
         assert_eq!(store.schedule_cursor("nightly").await.unwrap(), None);

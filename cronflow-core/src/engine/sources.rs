@@ -108,6 +108,36 @@ impl EngineHandle {
         self.shared.executor.execute(task).await.map_err(EngineError::Handler)
     }
 
+    /// Forgets the trigger keys starting with `prefix` taken more than `older_than` ago;
+    /// returns how many. Keys are kept forever otherwise, which is what makes a trigger
+    /// exactly-once, so prune only what can no longer be delivered again:
+    ///
+    /// - `schedule:` and `interval:` keys (one per slot fired): safe after a day; a cursor
+    ///   never moves back to a slot it passed.
+    /// - `webhook:`, `manual:` and `event:` keys: after the idempotency window you promise
+    ///   senders (a retry arriving later starts a new run).
+    /// - `poll:` keys: only if the polled source no longer returns those items, else they
+    ///   start runs again.
+    ///
+    /// ```
+    /// # async fn demo(handle: cronflow_core::EngineHandle) -> Result<(), cronflow_core::EngineError> {
+    /// use std::time::Duration;
+    /// // Idempotency keys of webhook deliveries are honoured for 7 days.
+    /// let pruned = handle.prune_trigger_keys("webhook:", Duration::from_secs(7 * 86_400)).await?;
+    /// # let _ = pruned; Ok(()) }
+    /// ```
+    pub async fn prune_trigger_keys(
+        &self,
+        prefix: &str,
+        older_than: std::time::Duration,
+    ) -> Result<u64, EngineError> {
+        let age = chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+        let before = chrono::Utc::now()
+            .checked_sub_signed(age)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        Ok(self.shared.store.prune_trigger_keys(prefix, before).await?)
+    }
+
     /// The registered definition of workflow `id` (its latest revision), if any.
     pub fn workflow(&self, id: &str) -> Option<WorkflowDef> {
         let defs = self.shared.definitions.read().unwrap_or_else(|e| e.into_inner());

@@ -31,7 +31,7 @@ struct Inner {
     runs: HashMap<RunId, RunRecord>,
     events: HashMap<RunId, Vec<RecordedEvent>>,
     holders: HashMap<RunId, Holder>,
-    trigger_keys: HashMap<String, RunId>,
+    trigger_keys: HashMap<String, (RunId, DateTime<Utc>)>,
     schedules: HashMap<String, DateTime<Utc>>,
 }
 
@@ -86,7 +86,7 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         let mut outcome = CommitOutcome::default();
         for (key, run) in batch.trigger_keys() {
-            if let Some(&existing) = inner.trigger_keys.get(key)
+            if let Some(&(existing, _)) = inner.trigger_keys.get(key)
                 && existing != run
             {
                 outcome.duplicates.push(DuplicateRun { run, existing });
@@ -162,14 +162,30 @@ impl Store for MemoryStore {
                 run.finished_at = Some(finished.finished_at);
             }
         }
+        let created: HashMap<RunId, DateTime<Utc>> =
+            batch.new_runs.iter().map(|r| (r.id, r.created_at)).collect();
         for (key, run) in batch.trigger_keys() {
-            inner.trigger_keys.insert(key.to_string(), run);
+            let at = created.get(&run).copied().unwrap_or_else(Utc::now);
+            inner.trigger_keys.insert(key.to_string(), (run, at));
         }
         Ok(outcome)
     }
 
     async fn schedule_cursor(&self, id: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self.lock().schedules.get(id).copied())
+    }
+
+    async fn prune_trigger_keys(
+        &self,
+        prefix: &str,
+        created_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let before = inner.trigger_keys.len();
+        inner
+            .trigger_keys
+            .retain(|key, (_, at)| !(key.starts_with(prefix) && *at < created_before));
+        Ok((before - inner.trigger_keys.len()) as u64)
     }
 
     async fn advance_schedule(

@@ -80,6 +80,16 @@ pub trait Store: Send + Sync + 'static {
         to: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// Forgets the trigger keys starting with `prefix` that were taken before
+    /// `created_before`; returns how many. A key forgotten can start a run again: prune only
+    /// what the trigger source no longer delivers (see
+    /// [`EngineHandle::prune_trigger_keys`](crate::EngineHandle::prune_trigger_keys)).
+    async fn prune_trigger_keys(
+        &self,
+        prefix: &str,
+        created_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
     /// Every run whose status is [`RunStatus::Running`], with its full history in order:
     /// what the engine replays when it starts.
     async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError>;

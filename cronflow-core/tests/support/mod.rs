@@ -63,6 +63,9 @@ impl Store for FaultyStore {
     ) -> Result<bool, StoreError> {
         self.inner.advance_schedule(id, from, to).await
     }
+    async fn prune_trigger_keys(&self, prefix: &str, before: Time) -> Result<u64, StoreError> {
+        self.inner.prune_trigger_keys(prefix, before).await
+    }
     async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
         self.inner.active_runs().await
     }

@@ -71,6 +71,13 @@ impl Store for TestStore {
     ) -> Result<bool, StoreError> {
         each!(self, s => s.advance_schedule(id, from, to).await)
     }
+    async fn prune_trigger_keys(
+        &self,
+        prefix: &str,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        each!(self, s => s.prune_trigger_keys(prefix, before).await)
+    }
     async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
         each!(self, s => s.active_runs().await)
     }
