@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use cronflow_benches::{STEPS, human, linear_workflow, noop_executor, quantile, run_batch};
+use cronflow_benches::{STEPS, human, linear_workflow, noop_executor, quantile, run_batch, sum_of};
 use cronflow_core::Engine;
 use cronflow_store::SqliteStore;
 
@@ -35,13 +35,11 @@ fn throughput(c: &mut Criterion) {
     group.sample_size(10).measurement_time(Duration::from_secs(10));
     group.bench_function("throughput_1000_runs_x_10_steps", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            sum_of(iters, || {
                 let took = rt.block_on(run_batch(&handle, "linear", RUNS));
                 best.push((RUNS * STEPS) as f64 / took.as_secs_f64());
-                total += took;
-            }
-            total
+                took
+            })
         })
     });
     group.finish();
@@ -70,13 +68,11 @@ fn latency(c: &mut Criterion) {
     group.sample_size(200).measurement_time(Duration::from_secs(5));
     group.bench_function("latency_one_run_10_steps", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            sum_of(iters, || {
                 let took = rt.block_on(run_batch(&handle, "linear", 1));
                 samples.push(took);
-                total += took;
-            }
-            total
+                took
+            })
         })
     });
     group.finish();

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use cronflow_benches::{STEPS, human, linear_workflow, quantile, run_batch};
+use cronflow_benches::{STEPS, human, linear_workflow, quantile, run_batch, sum_of};
 use cronflow_core::{
     Engine, Executor, Json, Node, RunId, Task, TaskContext, TaskKey, TaskKind, WorkflowDef,
 };
@@ -126,12 +126,11 @@ fn throughput(c: &mut Criterion) {
     let mut cpu_after = None;
     group.bench_function("throughput_1000_runs_x_10_steps_2_workers", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            let total = sum_of(iters, || {
                 let took = rt.block_on(run_batch(&handle, "linear", RUNS));
                 best.push((RUNS * STEPS) as f64 / took.as_secs_f64());
-                total += took;
-            }
+                took
+            });
             cpu_after = cpu_split(&pids);
             total
         })
@@ -184,13 +183,11 @@ fn latency(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(10));
     group.bench_function("latency_lone_run", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            sum_of(iters, || {
                 let took = rt.block_on(run_batch(&handle, "linear", 1));
                 samples.push(took);
-                total += took;
-            }
-            total
+                took
+            })
         })
     });
     group.finish();

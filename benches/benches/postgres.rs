@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
-use cronflow_benches::{STEPS, linear_workflow, noop_executor};
+use cronflow_benches::{STEPS, linear_workflow, noop_executor, sum_of};
 use cronflow_core::{
     ClaimedRun, CommitBatch, CommitOutcome, Engine, EngineHandle, InstanceId, RecordedEvent, RunId,
     RunQuery, RunRecord, RunReport, RunStatus, Store, StoreError, StoredRun, WorkflowDef,
@@ -228,13 +228,11 @@ fn throughput(c: &mut Criterion, instances: usize) {
     group.sample_size(10).measurement_time(Duration::from_secs(15));
     group.bench_function(&name, |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            sum_of(iters, || {
                 let took = rt.block_on(run_batch(&handles, RUNS));
                 rates.push((RUNS * STEPS) as f64 / took.as_secs_f64());
-                total += took;
-            }
-            total
+                took
+            })
         })
     });
     group.finish();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use cronflow_benches::{human, noop_executor, quantile};
+use cronflow_benches::{human, noop_executor, quantile, sum_of};
 use cronflow_core::{Engine, Json, RunQuery, RunStatus, TriggerDef, TriggerOptions, Workflow};
 use cronflow_store::SqliteStore;
 use cronflow_triggers::{WebhookServer, Webhooks};
@@ -111,15 +111,13 @@ fn throughput(c: &mut Criterion) {
     group.sample_size(10).measurement_time(Duration::from_secs(15));
     group.bench_function("throughput_10000_deliveries_64_connections", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            sum_of(iters, || {
                 let took = rt.block_on(batch(addr));
                 rates.push(sent as f64 / took.as_secs_f64());
-                total += took;
                 // Not timed: how far execution lagged behind the accepts.
                 backlogs.push(rt.block_on(drain(&engine)));
-            }
-            total
+                took
+            })
         })
     });
     group.finish();
@@ -173,15 +171,13 @@ fn latency(c: &mut Criterion) {
     group.sample_size(200).measurement_time(Duration::from_secs(5));
     group.bench_function("latency_one_delivery", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
+            sum_of(iters, || {
                 let started = Instant::now();
                 rt.block_on(deliver(&mut sender, addr));
                 let took = started.elapsed();
                 samples.push(took);
-                total += took;
-            }
-            total
+                took
+            })
         })
     });
     group.finish();

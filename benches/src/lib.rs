@@ -61,3 +61,9 @@ pub async fn run_batch(handle: &EngineHandle, workflow: &str, runs: usize) -> Du
     }
     started.elapsed()
 }
+
+/// Runs `one` `iters` times and returns the sum of the durations it reports: the body of a
+/// criterion `iter_custom` whose iterations time themselves (and keep their own samples).
+pub fn sum_of(iters: u64, mut one: impl FnMut() -> Duration) -> Duration {
+    (0..iters).map(|_| one()).sum()
+}
