@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use crate::builder::NodeExecutorBuilder;
 use crate::framing;
 use crate::pool::{Pool, Refusal};
-use crate::worker::{Pending, Worker, worker_crashed};
+use crate::worker::{Pending, SEND_ELSEWHERE, Worker, worker_crashed};
 
 /// Runs JavaScript handlers in a pool of Node.js worker processes. Cheap to clone: clones
 /// share the pool; its processes are killed when the last clone is dropped.
@@ -135,16 +135,19 @@ impl Drop for AbandonOnDrop {
     }
 }
 
-#[async_trait]
-impl Executor for NodeExecutor {
-    async fn execute(&self, task: Task) -> Result<Json, TaskError> {
+/// How often a task lost with a worker stopped for another task is sent again.
+const MAX_RESENDS: u32 = 3;
+
+impl NodeExecutor {
+    /// One attempt at running `task` on some worker.
+    async fn execute_once(&self, task: &Task) -> Result<Json, TaskError> {
         let pool = &self.pool;
         let shutting_down = || TaskError::new("ShuttingDown", "the Node executor is shutting down");
         if pool.shutting_down() {
             return Err(shutting_down());
         }
         let id = pool.next_task_id();
-        let mut line = framing::task_line(id, &task);
+        let mut line = framing::task_line(id, task);
         let limit = pool.config.max_frame;
         if line.len() > limit {
             return Err(TaskError::new(
@@ -189,6 +192,29 @@ impl Executor for NodeExecutor {
         let result = answer.await;
         guard.armed = false;
         result.unwrap_or_else(|_| Err(worker_crashed("the worker dropped the task")))
+    }
+}
+
+#[async_trait]
+impl Executor for NodeExecutor {
+    async fn execute(&self, task: Task) -> Result<Json, TaskError> {
+        // A task lost with a worker stopped because another task was stuck is sent again, to
+        // another worker: other runs do not pay for one handler's blocked event loop. At
+        // least once, as ever: its idempotency key is the same.
+        let mut resends = 0;
+        loop {
+            match self.execute_once(&task).await {
+                Err(e) if e.name == SEND_ELSEWHERE && resends < MAX_RESENDS => resends += 1,
+                Err(e) if e.name == SEND_ELSEWHERE => {
+                    return Err(worker_crashed(&format!(
+                        "{} (the task was sent to {} workers)",
+                        e.message,
+                        resends + 1
+                    )));
+                }
+                result => return result,
+            }
+        }
     }
 
     fn has_handler(&self, handler: &str) -> bool {

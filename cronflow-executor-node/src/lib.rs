@@ -52,8 +52,9 @@
 //!   `cancel` (aborting `ctx.signal`). A handler still running after the cancel grace marks
 //!   its worker stuck: out of rotation, a replacement starts, and its process group gets
 //!   SIGTERM, then SIGKILL after the kill grace. If the worker did not even acknowledge the
-//!   `cancel` (a synchronous loop blocks it), it is stopped at once and the tasks queued on it
-//!   fail as [`WORKER_CRASHED`].
+//!   `cancel` (a synchronous loop blocks it), it is stopped at once and the other tasks queued
+//!   on it are sent to another worker (up to three times; the engine sees a slower task, not
+//!   a failed attempt).
 //! - **Crashes**: a worker that exits (killed, `process.exit`, unhandled rejection, out of
 //!   memory under [`max_old_space_mb`](NodeExecutorBuilder::max_old_space_mb)) fails its
 //!   in-flight tasks with the retryable [`WORKER_CRASHED`]; the engine retries them on

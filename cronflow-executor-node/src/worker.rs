@@ -22,6 +22,14 @@ pub(crate) fn worker_crashed(detail: &str) -> TaskError {
     TaskError::new(WORKER_CRASHED, detail.to_string())
 }
 
+/// Internal: the task was lost with a worker stopped for another task's sake; the executor
+/// runs it on another worker instead of failing it (never seen by the engine).
+pub(crate) const SEND_ELSEWHERE: &str = "cronflow.SendElsewhere";
+
+fn sent_elsewhere(detail: &str) -> TaskError {
+    TaskError::new(SEND_ELSEWHERE, detail.to_string())
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -228,8 +236,12 @@ impl Worker {
                 "failing in-flight tasks: {detail}"
             );
         }
+        // A worker stopped because *another* task was stuck: its other tasks are not at fault
+        // (with a blocked event loop most never started); the executor sends them elsewhere.
+        let stuck = self.stuck.load(Ordering::Acquire);
         for (_, p) in tasks {
-            let _ = p.reply.send(Err(worker_crashed(detail)));
+            let error = if stuck { sent_elsewhere(detail) } else { worker_crashed(detail) };
+            let _ = p.reply.send(Err(error));
         }
     }
 

@@ -82,10 +82,9 @@ async fn stuck_run(id: &str) -> (NodeExecutor, cronflow_core::RunReport, u32) {
     for run in quick {
         let r = tokio::time::timeout(LIMIT, handle.wait(run)).await.expect("run").expect("wait");
         assert_eq!(r.status(), RunStatus::Completed, "{r:#?}");
-        // A task queued behind the blocked event loop never ran; it failed with the worker
-        // and ran again elsewhere. Nothing else may go wrong.
-        let errors = failures(&r, "quick");
-        assert!(errors.iter().all(|e| e.name == WORKER_CRASHED), "{errors:?}");
+        // A task queued behind the blocked event loop is sent to another worker when the
+        // blocked one is stopped: no attempt of these runs fails.
+        assert!(failures(&r, "quick").is_empty(), "a quick run was disturbed: {r:#?}");
     }
     engine.shutdown(Duration::from_secs(5)).await.expect("engine shutdown");
 
