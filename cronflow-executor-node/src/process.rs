@@ -50,12 +50,27 @@ impl ProcessGroup {
 }
 
 /// Kills the group when dropped: if the runtime drops the monitor task before the process
-/// was reaped, the processes still go.
-struct GroupGuard(ProcessGroup);
+/// was reaped, or a start-up fails after `node` was spawned (a module may start processes
+/// at import), the processes still go.
+pub(crate) struct GroupGuard(Option<ProcessGroup>);
+
+impl GroupGuard {
+    /// Guards the group led by `pid`.
+    pub(crate) fn new(pid: u32) -> Self {
+        Self(Some(ProcessGroup::new(pid)))
+    }
+
+    /// Lets the group live: its monitor owns it from now on.
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        self.0.signal(Signal::KILL);
+        if let Some(group) = self.0 {
+            group.signal(Signal::KILL);
+        }
     }
 }
 
@@ -110,7 +125,7 @@ pub(crate) async fn monitor(
 ) -> String {
     let pid = child.id().unwrap_or(0);
     let group = ProcessGroup::new(pid);
-    let _guard = GroupGuard(group);
+    let _guard = GroupGuard::new(pid);
     let mut terminating: Option<tokio::time::Instant> = None;
     let status = loop {
         let kill_at = terminating;

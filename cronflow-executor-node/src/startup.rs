@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::builder::Config;
 use crate::error::NodeExecutorError;
 use crate::framing::FrameReader;
-use crate::process::{self, Stop, describe_status};
+use crate::process::{self, GroupGuard, Stop, describe_status};
 use crate::worker::{Incoming, Worker, WorkerEvents, handle_line};
 
 /// A started worker and the workflow definitions of its `ready` message.
@@ -41,6 +41,8 @@ pub(crate) async fn start(
     })?;
     let mut child = process::spawn(config, number, &socket_path)?;
     let pid = child.id().unwrap_or(0);
+    // Until the monitor owns the process, any early return kills its whole group.
+    let starting = GroupGuard::new(pid);
 
     let deadline = Instant::now() + config.startup_timeout;
     let timeout = || NodeExecutorError::StartTimeout {
@@ -178,6 +180,7 @@ pub(crate) async fn start(
     });
 
     // Monitor: owns the process until it exits, then tells the pool.
+    starting.disarm();
     let weak = Arc::downgrade(&worker);
     tokio::spawn(async move {
         let detail = process::monitor(child, stop_rx, exited_tx).await;

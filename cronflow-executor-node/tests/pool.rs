@@ -329,3 +329,29 @@ async fn shutdown_lets_in_flight_work_finish_within_its_grace_then_kills() {
     assert!(err.retryable);
     assert!(!running(pid));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_started_by_a_module_that_then_fails_to_load_does_not_survive() {
+    if !node_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("spawns-then-throws.mjs");
+    std::fs::write(
+        &module,
+        "import { spawn } from 'node:child_process';\n\
+         import { writeFileSync } from 'node:fs';\n\
+         const child = spawn('sleep', ['600'], { stdio: 'ignore' });\n\
+         writeFileSync(new URL('./spawned.pid', import.meta.url), String(child.pid));\n\
+         throw new Error('config missing');\n",
+    )
+    .unwrap();
+    let result = NodeExecutor::builder().module(&module).spawn().await;
+    assert!(
+        matches!(&result, Err(cronflow_executor_node::NodeExecutorError::ModuleLoad { .. })),
+        "{result:?}"
+    );
+    let pid: u32 =
+        std::fs::read_to_string(dir.path().join("spawned.pid")).unwrap().parse().unwrap();
+    eventually("the module's child process is gone", || !running(pid)).await;
+}
