@@ -92,3 +92,19 @@ async fn a_polling_handler_runs_outside_any_run() {
     assert!(handle.workflow("feed").is_some() && handle.workflow("nope").is_none());
     engine.shutdown(GRACE).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_poll_trigger_naming_an_unknown_handler_is_refused_at_registration() {
+    let engine = engine().await;
+    let poll = TriggerDef::poll("fetch-nothing", Duration::from_secs(60));
+    let def = Workflow::new("ghost").trigger(poll).step("echo").build().unwrap();
+    let err = engine.handle().register(def).await.unwrap_err();
+    match err {
+        EngineError::MissingHandler { workflow, handler, path } => {
+            assert_eq!((workflow.as_str(), handler.as_str()), ("ghost", "fetch-nothing"));
+            assert_eq!(path, "$.triggers[0].handler");
+        }
+        other => panic!("expected MissingHandler, got {other}"),
+    }
+    engine.shutdown(GRACE).await.unwrap();
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cronflow_core::{Executor, Json, Node, Task, TaskError, WorkflowDef};
+use cronflow_core::{Executor, Json, Node, Task, TaskError, TriggerDef, WorkflowDef};
 use tokio::sync::oneshot;
 
 use crate::builder::NodeExecutorBuilder;
@@ -63,6 +63,11 @@ impl NodeExecutor {
         let mut handlers = HashSet::new();
         for def in workflows {
             collect_handlers(&def.nodes, &mut handlers);
+            for trigger in &def.triggers {
+                if let TriggerDef::Poll { handler, .. } = trigger {
+                    handlers.insert(handler.clone());
+                }
+            }
         }
         Self { pool, handlers: Arc::new(handlers) }
     }

@@ -8,14 +8,14 @@ use crate::error::EngineError;
 use crate::executor::Executor;
 use crate::machine::RunDefinition;
 use crate::store::Store;
-use crate::wdo::{Node, WorkflowDef};
+use crate::wdo::{Node, TriggerDef, WorkflowDef};
 
 /// The node kinds this engine executes; the rest of the model is accepted by validation
 /// but refused at registration until the engine runs it.
 const SUPPORTED: &[&str] = &["step", "action", "if", "parallel"];
 
 /// Checks that the engine can run `def` with `executor`: every node kind supported and every
-/// handler known to the executor for this workflow (`has_workflow_handler`, so a router asks
+/// handler (of its nodes and of its polling triggers) known to the executor for this workflow (`has_workflow_handler`, so a router asks
 /// the executor the workflow is routed to). Assumes `def` is valid.
 pub(crate) fn check_runnable(
     def: &WorkflowDef,
@@ -58,6 +58,18 @@ pub(crate) fn check_runnable(
             }
         }
         Ok(())
+    }
+    // A polling trigger's handler is called through the same executor.
+    for (i, trigger) in def.triggers.iter().enumerate() {
+        if let TriggerDef::Poll { handler, .. } = trigger
+            && !executor.has_workflow_handler(&def.id, handler)
+        {
+            return Err(EngineError::MissingHandler {
+                workflow: def.id.clone(),
+                handler: handler.clone(),
+                path: format!("$.triggers[{i}].handler"),
+            });
+        }
     }
     walk(&def.id, &def.nodes, "$.nodes", executor)
 }
