@@ -73,10 +73,20 @@ pub enum MisfirePolicy {
 
 /// One schedule: which workflow it starts and when. Its id names its cursor in the store, so
 /// changing the cadence of a workflow makes a new schedule.
+///
+/// ```
+/// use cronflow_triggers::{CronSchedule, Schedule};
+///
+/// let a = Schedule::cron("report", CronSchedule::parse_in("0 9 * * MON", "Europe/Paris")?);
+/// let b = Schedule::cron("report", CronSchedule::parse_in(" 0  9 * *\tMON ", "Europe/Paris")?);
+/// assert_eq!(a.id, "schedule:report:0 9 * * MON@Europe/Paris");
+/// assert_eq!(a.id, b.id);
+/// # Ok::<(), cronflow_triggers::CronError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
-    /// The store id of the schedule's cursor: `schedule:<workflow>:<cron>@<zone>` or
-    /// `interval:<workflow>:<milliseconds>ms`.
+    /// The store id of the schedule's cursor: `schedule:<workflow>:<cron>@<zone>` (the
+    /// expression with its whitespace normalised) or `interval:<workflow>:<milliseconds>ms`.
     pub id: String,
     /// The workflow it starts.
     pub workflow_id: String,
@@ -87,7 +97,9 @@ pub struct Schedule {
 impl Schedule {
     /// A cron schedule of `workflow_id`.
     pub fn cron(workflow_id: &str, cron: CronSchedule) -> Self {
-        let id = format!("schedule:{workflow_id}:{}@{}", cron.as_str(), cron.timezone().name());
+        // Whitespace normalised, so reformatting an expression keeps its cursor.
+        let text = cron.as_str().split_whitespace().collect::<Vec<_>>().join(" ");
+        let id = format!("schedule:{workflow_id}:{text}@{}", cron.timezone().name());
         Schedule { id, workflow_id: workflow_id.to_string(), cadence: Cadence::Cron(cron) }
     }
 
