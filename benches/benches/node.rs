@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use cronflow_benches::{STEPS, human, linear_workflow, quantile, run_batch, sum_of};
-use cronflow_core::{
-    Engine, Executor, Json, Node, RunId, Task, TaskContext, TaskKey, TaskKind, WorkflowDef,
-};
+use cronflow_core::{Engine, Executor, Json, Node, Task, WorkflowDef};
 use cronflow_executor_node::NodeExecutor;
 use cronflow_store::SqliteStore;
 use serde_json::json;
@@ -206,22 +204,9 @@ fn latency(c: &mut Criterion) {
 
 /// The task the engine sends for step `s0` of a fresh run with the bench payload.
 fn first_step_task() -> Task {
-    let run_id = RunId::new();
-    Task {
-        idempotency_key: format!("{run_id}/s0"),
-        run_id,
-        workflow_id: "linear".into(),
-        workflow_version: None,
-        revision: 1,
-        node_id: "s0".into(),
-        key: TaskKey::new("s0"),
-        kind: TaskKind::Step,
-        handler: "s0".into(),
-        attempt: 1,
-        timeout: None,
-        deadline: None,
-        context: TaskContext { payload: Json::from(json!({"n": 1})), ..TaskContext::default() },
-    }
+    let mut task = Task::new("linear", "s0");
+    task.context.payload = Json::from(json!({"n": 1}));
+    task
 }
 
 fn task_round_trip(c: &mut Criterion) {

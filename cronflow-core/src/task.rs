@@ -60,6 +60,39 @@ pub struct Task {
     pub context: TaskContext,
 }
 
+impl Task {
+    /// Attempt 1 of a step task calling `handler` of workflow `workflow_id`, in a fresh run id
+    /// with an empty context: what calling one handler directly needs (an executor's tests or
+    /// benchmarks, a polling handler). Set the other fields as the case needs.
+    ///
+    /// ```
+    /// use cronflow_core::{Json, Task, TaskKind};
+    ///
+    /// let mut task = Task::new("orders", "charge");
+    /// task.context.payload = Json::from(serde_json::json!({"order": 42}));
+    /// assert_eq!((task.kind, task.attempt, &*task.node_id), (TaskKind::Step, 1, "charge"));
+    /// assert_eq!(task.idempotency_key, format!("{}/charge", task.run_id));
+    /// ```
+    pub fn new(workflow_id: &str, handler: &str) -> Task {
+        let run_id = RunId::new();
+        Task {
+            run_id,
+            workflow_id: Arc::from(workflow_id),
+            workflow_version: None,
+            revision: 1,
+            node_id: Arc::from(handler),
+            key: TaskKey::new(handler),
+            kind: TaskKind::Step,
+            handler: Arc::from(handler),
+            attempt: 1,
+            idempotency_key: format!("{run_id}/{handler}"),
+            timeout: None,
+            deadline: None,
+            context: TaskContext::default(),
+        }
+    }
+}
+
 /// What a handler can read: the trigger payload, earlier outputs and the previous output.
 #[derive(Debug, Clone, Default)]
 pub struct TaskContext {

@@ -3,11 +3,8 @@
 //! a polling handler. They go through the handle like everything else, so no trigger source
 //! touches the store or the state machine.
 
-use std::sync::Arc;
-
 use crate::engine::handle::{EngineHandle, TriggerOptions, Triggered};
 use crate::error::EngineError;
-use crate::id::{RunId, TaskKey};
 use crate::json::Json;
 use crate::task::{Task, TaskContext, TaskKind};
 use crate::wdo::{TriggerDef, WorkflowDef};
@@ -90,20 +87,13 @@ impl EngineHandle {
         payload: Json,
         idempotency_key: String,
     ) -> Result<Json, EngineError> {
+        // No run records it: no revision, and the caller's idempotency key.
         let task = Task {
-            run_id: RunId::new(),
-            workflow_id: Arc::from(workflow_id),
-            workflow_version: None,
             revision: 0,
-            node_id: Arc::from(handler),
-            key: TaskKey::new(handler),
             kind: TaskKind::Poll,
-            handler: Arc::from(handler),
-            attempt: 1,
             idempotency_key,
-            timeout: None,
-            deadline: None,
             context: TaskContext { payload, ..TaskContext::default() },
+            ..Task::new(workflow_id, handler)
         };
         self.shared.executor.execute(task).await.map_err(EngineError::Handler)
     }

@@ -101,26 +101,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::id::{RunId, TaskKey};
-    use crate::task::{TaskContext, TaskKind};
+    use crate::task::TaskContext;
 
     fn task(handler: &str, context: TaskContext) -> Task {
-        let run_id = RunId::new();
-        Task {
-            run_id,
-            workflow_id: Arc::from("wf"),
-            workflow_version: None,
-            revision: 1,
-            node_id: Arc::from(handler),
-            key: TaskKey::new(handler),
-            kind: TaskKind::Step,
-            handler: Arc::from(handler),
-            attempt: 1,
-            idempotency_key: format!("{run_id}/{handler}"),
-            timeout: None,
-            deadline: None,
-            context,
-        }
+        Task { context, ..Task::new("wf", handler) }
     }
 
     fn payload(value: serde_json::Value) -> TaskContext {

@@ -115,22 +115,9 @@ struct State {
 ///
 /// // What the engine would hand the executor.
 /// fn task(handler: &str, attempt: u32, payload: serde_json::Value) -> Task {
-///     let run_id = RunId::new();
-///     Task {
-///         run_id,
-///         workflow_id: Arc::from("orders"),
-///         workflow_version: None,
-///         revision: 1,
-///         node_id: Arc::from(handler),
-///         key: TaskKey::new(handler),
-///         kind: TaskKind::Step,
-///         handler: Arc::from(handler),
-///         attempt,
-///         idempotency_key: format!("{run_id}/{handler}"),
-///         timeout: None,
-///         deadline: None,
-///         context: TaskContext { payload: Json::from(payload), ..TaskContext::default() },
-///     }
+///     let mut task = Task { attempt, ..Task::new("orders", handler) };
+///     task.context.payload = Json::from(payload);
+///     task
 /// }
 ///
 /// #[tokio::main]

@@ -165,28 +165,11 @@ mod tests {
     use crate::error::EngineError;
     use crate::event::RunStatus;
     use crate::executor::{InProcessExecutor, MockExecutor};
-    use crate::id::{RunId, TaskKey};
     use crate::store::MemoryStore;
-    use crate::task::{TaskContext, TaskKind};
     use crate::wdo::Workflow;
 
     fn task(workflow: &str, handler: &str) -> Task {
-        let run_id = RunId::new();
-        Task {
-            run_id,
-            workflow_id: Arc::from(workflow),
-            workflow_version: None,
-            revision: 1,
-            node_id: Arc::from(handler),
-            key: TaskKey::new(handler),
-            kind: TaskKind::Step,
-            handler: Arc::from(handler),
-            attempt: 1,
-            idempotency_key: format!("{run_id}/{handler}"),
-            timeout: None,
-            deadline: None,
-            context: TaskContext::default(),
-        }
+        Task::new(workflow, handler)
     }
 
     async fn output(router: &ExecutorRouter, workflow: &str, handler: &str) -> String {

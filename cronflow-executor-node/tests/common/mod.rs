@@ -6,10 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cronflow_core::{
-    Engine, MemoryStore, RunEvent, RunId, RunReport, Task, TaskContext, TaskError, TaskKey,
-    TaskKind, WorkflowDef,
-};
+use cronflow_core::{Engine, MemoryStore, RunEvent, RunReport, Task, TaskError, WorkflowDef};
 use cronflow_executor_node::{NodeExecutor, NodeExecutorBuilder};
 use serde_json::Value;
 
@@ -103,21 +100,7 @@ pub(crate) fn failures(report: &RunReport, task: &str) -> Vec<TaskError> {
 
 /// Attempt 1 of a step task calling `handler` of `workflow`, with an empty context.
 pub(crate) fn task(workflow: &str, handler: &str) -> Task {
-    Task {
-        run_id: RunId::new(),
-        workflow_id: workflow.into(),
-        workflow_version: None,
-        revision: 1,
-        node_id: handler.into(),
-        key: TaskKey::new(handler),
-        kind: TaskKind::Step,
-        handler: handler.into(),
-        attempt: 1,
-        idempotency_key: format!("x/{handler}"),
-        timeout: None,
-        deadline: None,
-        context: TaskContext::default(),
-    }
+    Task::new(workflow, handler)
 }
 
 /// Whether process `pid` exists.

@@ -1,25 +1,9 @@
 use serde_json::json;
 
 use super::*;
-use crate::task::TaskContext;
 
 fn task(handler: &str, attempt: u32) -> Task {
-    let run_id = RunId::new();
-    Task {
-        run_id,
-        workflow_id: Arc::from("wf"),
-        workflow_version: None,
-        revision: 1,
-        node_id: Arc::from(handler),
-        key: TaskKey::new(handler),
-        kind: TaskKind::Step,
-        handler: Arc::from(handler),
-        attempt,
-        idempotency_key: format!("{run_id}/{handler}"),
-        timeout: None,
-        deadline: None,
-        context: TaskContext::default(),
-    }
+    Task { attempt, ..Task::new("wf", handler) }
 }
 
 async fn run(mock: &MockExecutor, handler: &str, attempt: u32) -> Result<Json, TaskError> {
