@@ -123,14 +123,6 @@ pub enum EngineError {
     /// A definition is invalid.
     #[error(transparent)]
     InvalidDefinition(#[from] WdoError),
-    /// A definition uses a node kind this engine does not execute yet.
-    #[error("not supported yet: {kind} at {path}")]
-    Unsupported {
-        /// The node kind.
-        kind: String,
-        /// JSON path of the node.
-        path: String,
-    },
     /// A definition names a handler the executor does not have.
     #[error("workflow `{workflow}`: no executor handles `{handler}` (at {path})")]
     MissingHandler {

@@ -26,6 +26,36 @@ pub enum TaskKind {
     /// ([`EngineHandle::run_handler`](crate::EngineHandle::run_handler)): its output is the
     /// list of items that may start runs.
     Poll,
+    /// The items handler of a `for_each` or `batch` node: its output is the JSON array of
+    /// items the body runs for.
+    Items,
+    /// The `on_error` handler of a `step` or `action` whose attempts are exhausted: it reads
+    /// the error in [`TaskContext::error`], and its output stands in for the node's output.
+    OnError,
+    /// The `on_pause` handler of a `pause` node: it reads the resume token in
+    /// [`TaskContext::token`] (to send an approval link, say).
+    OnPause,
+    /// The `payload` handler of a `subflow` node: its output is the child run's payload.
+    Payload,
+    /// A workflow hook (`on_success`, `on_failure`), run before the run's end is recorded.
+    Hook,
+}
+
+impl TaskKind {
+    /// The kind as the executor protocol writes it (`"step"`, `"on_error"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Step => "step",
+            TaskKind::Action => "action",
+            TaskKind::Condition => "condition",
+            TaskKind::Poll => "poll",
+            TaskKind::Items => "items",
+            TaskKind::OnError => "on_error",
+            TaskKind::OnPause => "on_pause",
+            TaskKind::Payload => "payload",
+            TaskKind::Hook => "hook",
+        }
+    }
 }
 
 /// One unit of work handed to an [`Executor`](crate::Executor): a handler call.
@@ -106,6 +136,15 @@ pub struct TaskContext {
     /// headers and raw body, ...; see [`TriggerOptions::context`](crate::TriggerOptions)),
     /// or `null`.
     pub trigger: Json,
+    /// Inside a `for_each` body, the current item; inside a `batch` body, the current chunk
+    /// (a JSON array). `None` outside loops.
+    pub item: Option<Json>,
+    /// Inside a loop body (`for_each`, `batch`, `while`), the iteration's index from 0.
+    pub index: Option<u32>,
+    /// For an `on_pause` handler ([`TaskKind::OnPause`]), the token that resumes the pause.
+    pub token: Option<Arc<str>>,
+    /// For an `on_error` handler or an `on_failure` hook, the error that ended the attempts.
+    pub error: Option<TaskError>,
 }
 
 impl TaskContext {

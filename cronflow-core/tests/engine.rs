@@ -213,9 +213,16 @@ async fn bad_requests_get_typed_errors() {
     let err = handle.wait(cronflow_core::RunId::new()).await.unwrap_err();
     assert!(matches!(err, EngineError::UnknownRun(_)), "{err}");
 
-    let sleepy = Workflow::new("sleepy").step("a").sleep("nap", ms(5)).build().unwrap();
-    let err = handle.register(sleepy).await.unwrap_err();
-    assert_eq!(err.to_string(), "not supported yet: sleep at $.nodes[1]");
+    let recovering = Workflow::new("recovering")
+        .step_with("a", |t| t.on_error("fallback"))
+        .build()
+        .unwrap();
+    let err = handle.register(recovering).await.unwrap_err();
+    assert!(
+        matches!(&err, EngineError::MissingHandler { handler, path, .. }
+            if handler == "fallback" && path == "$.nodes[0].on_error"),
+        "{err}"
+    );
     let typo = Workflow::new("typo").if_("check", |b| b.when("is-big", |s| s.step("a"))).build();
     let err = handle.register(typo.unwrap()).await.unwrap_err();
     assert!(

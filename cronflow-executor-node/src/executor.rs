@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cronflow_core::{Executor, Json, Node, Task, TaskError, TriggerDef, WorkflowDef};
+use cronflow_core::{Executor, Json, Task, TaskError, WorkflowDef};
 use tokio::sync::oneshot;
 
 use crate::builder::NodeExecutorBuilder;
@@ -62,12 +62,7 @@ impl NodeExecutor {
     pub(crate) fn new(pool: Arc<Pool>, workflows: &[WorkflowDef]) -> Self {
         let mut handlers = HashSet::new();
         for def in workflows {
-            collect_handlers(&def.nodes, &mut handlers);
-            for trigger in &def.triggers {
-                if let TriggerDef::Poll { handler, .. } = trigger {
-                    handlers.insert(handler.clone());
-                }
-            }
+            handlers.extend(def.handlers().into_iter().map(|h| h.handler.to_owned()));
         }
         Self { pool, handlers: Arc::new(handlers) }
     }
@@ -92,33 +87,6 @@ impl NodeExecutor {
     /// `ShuttingDown`.
     pub async fn shutdown(&self, grace: Duration) {
         self.pool.shutdown(grace).await;
-    }
-}
-
-/// Every handler name the nodes reference.
-fn collect_handlers(nodes: &[Node], out: &mut HashSet<String>) {
-    for node in nodes {
-        match node {
-            Node::Step(n) | Node::Action(n) => {
-                out.insert(n.handler.clone());
-            }
-            Node::If(n) => out.extend(n.branches.iter().map(|b| b.condition.clone())),
-            Node::ForEach(n) => {
-                out.insert(n.items.clone());
-            }
-            Node::Batch(n) => {
-                out.insert(n.items.clone());
-            }
-            Node::While(n) => {
-                out.insert(n.condition.clone());
-            }
-            Node::Pause(n) => out.extend(n.on_pause.clone()),
-            Node::Subflow(n) => out.extend(n.payload.clone()),
-            _ => {}
-        }
-        for (_, children) in node.children() {
-            collect_handlers(children, out);
-        }
     }
 }
 

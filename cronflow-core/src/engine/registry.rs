@@ -8,70 +8,26 @@ use crate::error::EngineError;
 use crate::executor::Executor;
 use crate::machine::RunDefinition;
 use crate::store::Store;
-use crate::wdo::{Node, TriggerDef, WorkflowDef};
+use crate::wdo::{HandlerRef, WorkflowDef};
 
-/// The node kinds this engine executes; the rest of the model is accepted by validation
-/// but refused at registration until the engine runs it.
-const SUPPORTED: &[&str] = &["step", "action", "if", "parallel"];
-
-/// Checks that the engine can run `def` with `executor`: every node kind supported and every
-/// handler (of its nodes and of its polling triggers) known to the executor for this workflow (`has_workflow_handler`, so a router asks
-/// the executor the workflow is routed to). Assumes `def` is valid.
+/// Checks that the engine can run `def` with `executor`: every handler the definition names
+/// (nodes, hooks, polling triggers) is known to the executor for this workflow
+/// (`has_workflow_handler`, so a router asks the executor the workflow is routed to).
+/// Assumes `def` is valid.
 pub(crate) fn check_runnable(
     def: &WorkflowDef,
     executor: &dyn Executor,
 ) -> Result<(), EngineError> {
-    fn walk(
-        workflow: &str,
-        nodes: &[Node],
-        path: &str,
-        executor: &dyn Executor,
-    ) -> Result<(), EngineError> {
-        for (i, node) in nodes.iter().enumerate() {
-            let here = format!("{path}[{i}]");
-            if !SUPPORTED.contains(&node.kind()) {
-                return Err(EngineError::Unsupported { kind: node.kind().into(), path: here });
-            }
-            let handlers: Vec<(String, &str)> = match node {
-                Node::Step(t) | Node::Action(t) => vec![(format!("{here}.handler"), &t.handler)],
-                Node::If(n) => n
-                    .branches
-                    .iter()
-                    .enumerate()
-                    .map(|(b, br)| {
-                        (format!("{here}.branches[{b}].condition"), br.condition.as_str())
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
-            for (path, handler) in handlers {
-                if !executor.has_workflow_handler(workflow, handler) {
-                    return Err(EngineError::MissingHandler {
-                        workflow: workflow.into(),
-                        handler: handler.into(),
-                        path,
-                    });
-                }
-            }
-            for (suffix, children) in node.children() {
-                walk(workflow, children, &format!("{here}{suffix}"), executor)?;
-            }
-        }
-        Ok(())
-    }
-    // A polling trigger's handler is called through the same executor.
-    for (i, trigger) in def.triggers.iter().enumerate() {
-        if let TriggerDef::Poll { handler, .. } = trigger
-            && !executor.has_workflow_handler(&def.id, handler)
-        {
+    for HandlerRef { path, handler } in def.handlers() {
+        if !executor.has_workflow_handler(&def.id, handler) {
             return Err(EngineError::MissingHandler {
                 workflow: def.id.clone(),
-                handler: handler.clone(),
-                path: format!("$.triggers[{i}].handler"),
+                handler: handler.into(),
+                path,
             });
         }
     }
-    walk(&def.id, &def.nodes, "$.nodes", executor)
+    Ok(())
 }
 
 /// Validates, checks and stores `def`; returns it ready to run.

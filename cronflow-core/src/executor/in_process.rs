@@ -195,7 +195,7 @@ mod tests {
             payload: Json::null(),
             steps: Arc::new(steps),
             last: Json::from(json!(2)),
-            trigger: Json::null(),
+            ..TaskContext::default()
         };
         assert_eq!(executor.execute(task("total", ctx.clone())).await.unwrap().as_str(), "42");
 

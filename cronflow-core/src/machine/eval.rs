@@ -232,6 +232,7 @@ impl RunMachine {
                 last: last.clone(),
                 // Filled in by the driver, which keeps the run's trigger context.
                 trigger: Json::null(),
+                ..TaskContext::default()
             },
         };
         out.push(Command::Dispatch(Box::new(task)));

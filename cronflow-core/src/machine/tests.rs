@@ -14,7 +14,7 @@ fn t(ms: i64) -> DateTime<Utc> {
 }
 
 fn task(id: &str) -> TaskNode {
-    TaskNode { id: id.into(), handler: id.into(), timeout: None, retry: None }
+    TaskNode { id: id.into(), handler: id.into(), timeout: None, retry: None, on_error: None }
 }
 
 fn def(nodes: Vec<Node>, options: WorkflowOptions) -> Arc<RunDefinition> {
@@ -27,6 +27,7 @@ fn def(nodes: Vec<Node>, options: WorkflowOptions) -> Arc<RunDefinition> {
             description: None,
             triggers: vec![],
             options,
+            hooks: Default::default(),
             nodes,
         },
         1,

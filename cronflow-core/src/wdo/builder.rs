@@ -6,9 +6,10 @@ use std::time::Duration;
 use crate::error::WdoError;
 use crate::retry::RetryPolicy;
 use crate::wdo::{
-    BatchNode, Branch, BranchesNode, CancelNode, ConcurrencyDef, ConditionalBranch, ForEachNode,
-    IfNode, Node, OnTimeout, PauseNode, RateLimitDef, SCHEMA_VERSION, SleepNode, SubflowNode,
-    TaskNode, TriggerDef, WaitForEventNode, WhileNode, WorkflowDef, WorkflowOptions,
+    BatchNode, Branch, BranchesNode, CancelNode, ConcurrencyDef, ConditionalBranch, DebounceDef,
+    ForEachNode, Hooks, IfNode, Node, OnTimeout, PauseNode, RateLimitDef, SCHEMA_VERSION,
+    SleepNode, SubflowNode, TaskNode, TriggerDef, WaitForEventNode, WhileNode, WorkflowDef,
+    WorkflowOptions,
 };
 
 /// Builds a [`WorkflowDef`] fluently: workflow settings, then nodes in the order they run.
@@ -86,6 +87,7 @@ impl Sequence<WorkflowDef> {
             description: None,
             triggers: Vec::new(),
             options: WorkflowOptions::default(),
+            hooks: Hooks::default(),
             nodes: Vec::new(),
         };
         Sequence { head, nodes: Vec::new() }
@@ -136,6 +138,24 @@ impl Sequence<WorkflowDef> {
     /// Sets the concurrency limit.
     pub fn concurrency(mut self, concurrency: ConcurrencyDef) -> Self {
         self.head.options.concurrency = Some(concurrency);
+        self
+    }
+
+    /// Sets the debounce: a burst of triggers (per key value) starts one run.
+    pub fn debounce(mut self, debounce: DebounceDef) -> Self {
+        self.head.options.debounce = Some(debounce);
+        self
+    }
+
+    /// Names the handler run when a run's tree completes, before the end is recorded.
+    pub fn on_success(mut self, handler: impl Into<String>) -> Self {
+        self.head.hooks.on_success = Some(handler.into());
+        self
+    }
+
+    /// Names the handler run when a run's tree fails, before the end is recorded.
+    pub fn on_failure(mut self, handler: impl Into<String>) -> Self {
+        self.head.hooks.on_failure = Some(handler.into());
         self
     }
 
@@ -317,7 +337,9 @@ pub struct TaskBuilder {
 impl TaskBuilder {
     fn new(id: impl Into<String>) -> Self {
         let id = id.into();
-        TaskBuilder { node: TaskNode { handler: id.clone(), id, timeout: None, retry: None } }
+        TaskBuilder {
+            node: TaskNode { handler: id.clone(), id, timeout: None, retry: None, on_error: None },
+        }
     }
 
     fn apply(self, f: impl FnOnce(TaskBuilder) -> TaskBuilder) -> TaskNode {
@@ -339,6 +361,13 @@ impl TaskBuilder {
     /// Sets this task's retry policy.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.node.retry = Some(retry);
+        self
+    }
+
+    /// Names a handler called with the error once the attempts are exhausted; its output
+    /// stands in for the node's output.
+    pub fn on_error(mut self, handler: impl Into<String>) -> Self {
+        self.node.on_error = Some(handler.into());
         self
     }
 }

@@ -3,10 +3,12 @@
 
 mod builder;
 mod fields;
+mod handlers;
 mod model;
 mod rules;
 mod structure;
 mod validate;
 
 pub use builder::*;
+pub use handlers::HandlerRef;
 pub use model::*;

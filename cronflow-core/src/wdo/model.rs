@@ -41,6 +41,9 @@ pub struct WorkflowDef {
     /// Run-wide options.
     #[serde(default, skip_serializing_if = "WorkflowOptions::is_default")]
     pub options: WorkflowOptions,
+    /// Handlers run when a run succeeds or fails, before its end is recorded.
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
     /// The nodes, executed in order.
     pub nodes: Vec<Node>,
 }
@@ -61,9 +64,45 @@ pub struct WorkflowOptions {
     /// Concurrency limit (enforced by a later version of the engine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<ConcurrencyDef>,
-    /// Rate limit (enforced by a later version of the engine).
+    /// At most `limit` run starts per period: runs over the limit wait, none is dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitDef>,
+    /// Folds a burst of triggers into one run with the last payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<DebounceDef>,
+}
+
+/// Workflow hooks: handlers run once the tree has finished, before the run's end is recorded.
+///
+/// A hook's failure is recorded in the history but does not change the run's outcome.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Called with the run's output (`last`) when the tree completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<String>,
+    /// Called with the failure (`error`) when the tree failed (not on cancel or run timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
+}
+
+impl Hooks {
+    fn is_empty(&self) -> bool {
+        self.on_success.is_none() && self.on_failure.is_none()
+    }
+}
+
+/// Debounce: triggers with the same key value arriving within `window` of each other start
+/// one run, `window` after the last of them, with the last payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebounceDef {
+    /// The quiet time that ends a burst.
+    #[serde(with = "opt_duration")]
+    pub window: Option<Duration>,
+    /// JSON pointer into the payload whose value partitions the bursts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl WorkflowOptions {
@@ -196,6 +235,10 @@ pub struct TaskNode {
     /// Retry policy for this task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// Handler called with the error once the attempts are exhausted; its output stands in
+    /// for this node's output (if it fails too, the node fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<String>,
 }
 
 /// An `if` node.

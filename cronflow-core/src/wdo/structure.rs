@@ -14,8 +14,10 @@ use super::rules::{Checker, field, index};
 use super::{Node, TriggerDef};
 
 const WORKFLOW_FIELDS: &[&str] =
-    &["schema", "id", "version", "name", "description", "triggers", "options", "nodes"];
-const OPTIONS_FIELDS: &[&str] = &["timeout", "step_timeout", "retry", "concurrency", "rate_limit"];
+    &["schema", "id", "version", "name", "description", "triggers", "options", "hooks", "nodes"];
+const OPTIONS_FIELDS: &[&str] =
+    &["timeout", "step_timeout", "retry", "concurrency", "rate_limit", "debounce"];
+const HOOKS: &[&str] = &["on_success", "on_failure"];
 const RETRY_FIELDS: &[&str] =
     &["max_attempts", "backoff", "delay", "max_delay", "multiplier", "jitter", "retry_on"];
 const BACKOFFS: &[&str] = &["fixed", "linear", "exponential"];
@@ -24,7 +26,7 @@ const ON_TIMEOUT: &[&str] = &["fail", "continue"];
 /// Fields of a node of `kind` besides `id` and `type`.
 fn node_fields(kind: &str) -> &'static [&'static str] {
     match kind {
-        "step" | "action" => &["handler", "timeout", "retry"],
+        "step" | "action" => &["handler", "timeout", "retry", "on_error"],
         "if" => &["branches", "else"],
         "parallel" | "race" => &["branches"],
         "for_each" => &["items", "nodes", "concurrency"],
@@ -66,6 +68,16 @@ impl Checker {
         if let Some(v) = map.get("options") {
             self.options_value("$.options", v);
         }
+        if let Some(v) = map.get("hooks")
+            && let Some(hooks) = self.object("$.hooks", v, "a hooks object")
+        {
+            for hook in HOOKS {
+                if let Some(handler) = self.optional_string("$.hooks", hooks, hook) {
+                    self.name(&field("$.hooks", hook), handler, "hook handler");
+                }
+            }
+            self.unknown_fields("$.hooks", hooks, HOOKS);
+        }
         if let Some(v) = self.required(path, map, "nodes") {
             self.sequence_value("$.nodes", v, 0);
         }
@@ -98,6 +110,14 @@ impl Checker {
                 self.required_positive_duration(&path, limit, "period");
                 self.optional_string(&path, limit, "key");
                 self.unknown_fields(&path, limit, &["limit", "period", "key"]);
+            }
+        }
+        if let Some(v) = optional(map, "debounce") {
+            let path = field(path, "debounce");
+            if let Some(debounce) = self.object(&path, v, "a debounce object") {
+                self.required_positive_duration(&path, debounce, "window");
+                self.optional_string(&path, debounce, "key");
+                self.unknown_fields(&path, debounce, &["window", "key"]);
             }
         }
         self.unknown_fields(path, map, OPTIONS_FIELDS);
@@ -203,6 +223,9 @@ impl Checker {
                 self.optional_duration(path, map, "timeout");
                 if let Some(v) = optional(map, "retry") {
                     self.retry_value(&field(path, "retry"), v);
+                }
+                if let Some(handler) = self.optional_string(path, map, "on_error") {
+                    self.name(&field(path, "on_error"), handler, "on_error handler");
                 }
             }
             "if" | "parallel" | "race" => {

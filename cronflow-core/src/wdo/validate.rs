@@ -59,6 +59,13 @@ impl WorkflowDef {
             checker.trigger_def(&index("$.triggers", i), trigger);
         }
         checker.options_def("$.options", &self.options);
+        for (hook, handler) in
+            [("on_success", &self.hooks.on_success), ("on_failure", &self.hooks.on_failure)]
+        {
+            if let Some(handler) = handler {
+                checker.name(&field("$.hooks", hook), handler, "hook handler");
+            }
+        }
         checker.sequence_def("$.nodes", &self.nodes, 0);
         checker.finish()
     }
@@ -104,6 +111,10 @@ impl Checker {
             self.at_least_one(&field(&path, "limit"), rate.limit, "limit");
             self.positive_duration(&field(&path, "period"), rate.period, "period");
         }
+        if let Some(debounce) = &options.debounce {
+            let path = field(path, "debounce");
+            self.positive_duration(&field(&path, "window"), debounce.window, "window");
+        }
     }
 
     fn retry_def(&mut self, path: &str, retry: &RetryPolicy) {
@@ -132,6 +143,9 @@ impl Checker {
                 self.name(&field(path, "handler"), &task.handler, "handler");
                 if let Some(retry) = &task.retry {
                     self.retry_def(&field(path, "retry"), retry);
+                }
+                if let Some(handler) = &task.on_error {
+                    self.name(&field(path, "on_error"), handler, "on_error handler");
                 }
             }
             Node::If(n) => {

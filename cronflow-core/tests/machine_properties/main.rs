@@ -78,7 +78,7 @@ fn at(n: i64) -> DateTime<Utc> {
 }
 
 fn task(id: &str) -> TaskNode {
-    TaskNode { id: id.into(), handler: id.into(), timeout: None, retry: None }
+    TaskNode { id: id.into(), handler: id.into(), timeout: None, retry: None, on_error: None }
 }
 
 fn definition(nodes: Vec<Node>, options: WorkflowOptions) -> Arc<RunDefinition> {
@@ -90,6 +90,7 @@ fn definition(nodes: Vec<Node>, options: WorkflowOptions) -> Arc<RunDefinition> 
         description: None,
         triggers: vec![],
         options,
+        hooks: Default::default(),
         nodes,
     };
     def.validate().unwrap();

@@ -119,7 +119,7 @@ impl DefBuilder {
         let policy = retry.clone().or_else(|| self.default_retry.clone());
         let meta = TaskMeta { kind, handler: handler.clone(), node_id: id.clone(), policy };
         self.tasks.insert(id.clone(), meta);
-        TaskNode { id, handler, timeout: None, retry: retry.clone() }
+        TaskNode { id, handler, timeout: None, retry: retry.clone(), on_error: None }
     }
 
     fn id(&mut self) -> String {
@@ -262,6 +262,7 @@ pub(crate) fn case(faults: bool) -> impl Strategy<Value = Case> {
                     retry: default_retry,
                     ..WorkflowOptions::default()
                 },
+                hooks: Default::default(),
                 nodes,
             };
             Case {

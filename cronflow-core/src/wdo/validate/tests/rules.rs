@@ -48,7 +48,13 @@ fn node_ids_are_checked_and_unique_across_the_tree() {
 }
 
 fn step(id: &str) -> Node {
-    Node::Step(TaskNode { id: id.into(), handler: id.into(), timeout: None, retry: None })
+    Node::Step(TaskNode {
+        id: id.into(),
+        handler: id.into(),
+        timeout: None,
+        retry: None,
+        on_error: None,
+    })
 }
 
 fn workflow(nodes: Vec<Node>) -> WorkflowDef {
@@ -60,6 +66,7 @@ fn workflow(nodes: Vec<Node>) -> WorkflowDef {
         description: None,
         triggers: Vec::new(),
         options: WorkflowOptions::default(),
+        hooks: Default::default(),
         nodes,
     }
 }
@@ -75,6 +82,7 @@ fn validate_checks_definitions_built_in_code() {
                 multiplier: Some(-1.0),
                 ..RetryPolicy::fixed(0, Duration::ZERO)
             }),
+            on_error: None,
         }),
         Node::If(IfNode { id: "b".into(), branches: Vec::new(), else_nodes: Some(Vec::new()) }),
         Node::Race(BranchesNode { id: "c".into(), branches: Vec::new() }),

@@ -259,7 +259,7 @@ fn triggers_and_options_are_checked() {
             (
                 "$.options.budget",
                 "unknown field `budget`: expected one of `timeout`, `step_timeout`, `retry`, \
-                 `concurrency` or `rate_limit`"
+                 `concurrency`, `rate_limit` or `debounce`"
             ),
         ],
         "{err}"
