@@ -22,7 +22,7 @@ fn drive(def: &std::sync::Arc<RunDefinition>, output: &Json) -> usize {
             match command {
                 Command::Record(_) => recorded += 1,
                 Command::Dispatch(task) => next = Some((task.key.clone(), task.attempt)),
-                Command::Abort { .. } => {}
+                _ => {}
             }
         }
         let Some((key, attempt)) = next else { return recorded };

@@ -141,6 +141,18 @@ pub enum EngineError {
     /// The run cannot be cancelled because it has already finished.
     #[error("run {0} has already finished")]
     RunFinished(RunId),
+    /// No open pause has this resume token: it was never issued, or its pause was resumed
+    /// already, timed out, or its run has ended.
+    #[error("no open pause has this resume token (already resumed, timed out or unknown)")]
+    UnknownResumeToken,
+    /// Run `run` has no open pause at node `node`.
+    #[error("run {run} has no open pause at `{node}`")]
+    NoOpenPause {
+        /// The run.
+        run: RunId,
+        /// The pause's key (node id, with its loop iteration).
+        node: String,
+    },
     /// The engine is shutting down or has stopped and accepts no new work.
     #[error("the engine is shutting down")]
     ShuttingDown,

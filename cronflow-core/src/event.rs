@@ -58,6 +58,124 @@ pub enum RunEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A `sleep`, `pause`, `wait_for_event` or `subflow` began waiting.
+    WaitStarted {
+        /// The waiting node (with its loop iteration, like a task key).
+        wait: TaskKey,
+        /// What it waits for.
+        on: Wait,
+    },
+    /// A `pause` issued one more resume token (its `on_pause` handler ran again after a
+    /// restart, and the first token's text was only in memory). Every issued token resumes it.
+    TokenIssued {
+        /// The pause.
+        wait: TaskKey,
+        /// SHA-256 of the token, hex.
+        token_hash: String,
+    },
+    /// A wait ended.
+    WaitEnded {
+        /// The waiting node.
+        wait: TaskKey,
+        /// How it ended.
+        outcome: WaitOutcome,
+    },
+    /// The first branch of a `race` to settle won; the others were cancelled.
+    BranchWon {
+        /// The race node (with its loop iteration).
+        node: TaskKey,
+        /// The winning branch's index.
+        branch: u32,
+    },
+    /// A flow-controlled run (concurrency, rate limit or debounce) was let through: its
+    /// nodes start now.
+    RunAdmitted,
+    /// A debounced trigger folded into this waiting run: the run will use this payload.
+    TriggerMerged {
+        /// The newer payload.
+        payload: Json,
+    },
+}
+
+/// What a [`RunEvent::WaitStarted`] waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Wait {
+    /// A durable timer.
+    Sleep {
+        /// When it fires.
+        until: DateTime<Utc>,
+    },
+    /// A human: resumed with a token.
+    Pause {
+        /// SHA-256 of the resume token, hex (the token itself is never stored).
+        token_hash: String,
+        /// When the pause times out, if it has a timeout.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_at: Option<DateTime<Utc>>,
+    },
+    /// A published event.
+    Event {
+        /// The event name.
+        name: String,
+        /// Fields the payload must contain with these values.
+        #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+        match_fields: Option<serde_json::Map<String, serde_json::Value>>,
+        /// When the wait times out, if it has a timeout.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_at: Option<DateTime<Utc>>,
+    },
+    /// A child run of another workflow.
+    Subflow {
+        /// The child run.
+        child: RunId,
+        /// Its workflow.
+        workflow: String,
+    },
+}
+
+impl Wait {
+    /// When the wait ends by itself (a sleep's time, a timeout), if ever.
+    pub fn deadline(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Wait::Sleep { until } => Some(*until),
+            Wait::Pause { timeout_at, .. } | Wait::Event { timeout_at, .. } => *timeout_at,
+            Wait::Subflow { .. } => None,
+        }
+    }
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WaitOutcome {
+    /// A sleep's time came.
+    Elapsed,
+    /// A pause was resumed, or a matching event arrived, with this payload (the node's output).
+    Resumed {
+        /// The resume or event payload.
+        payload: Json,
+    },
+    /// A pause or event wait timed out.
+    TimedOut,
+    /// The child run completed.
+    ChildCompleted {
+        /// Its output.
+        output: Json,
+    },
+    /// The child run failed.
+    ChildFailed {
+        /// Its failure.
+        failure: RunFailure,
+    },
+    /// The child run was cancelled.
+    ChildCancelled {
+        /// The reason given, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The wait was in a losing `race` branch.
+    Abandoned,
 }
 
 impl RunEvent {
@@ -70,6 +188,12 @@ impl RunEvent {
             RunEvent::RunCompleted { .. } => "run_completed",
             RunEvent::RunFailed { .. } => "run_failed",
             RunEvent::RunCancelled { .. } => "run_cancelled",
+            RunEvent::WaitStarted { .. } => "wait_started",
+            RunEvent::TokenIssued { .. } => "token_issued",
+            RunEvent::WaitEnded { .. } => "wait_ended",
+            RunEvent::BranchWon { .. } => "branch_won",
+            RunEvent::RunAdmitted => "run_admitted",
+            RunEvent::TriggerMerged { .. } => "trigger_merged",
         }
     }
 
@@ -137,6 +261,13 @@ pub enum FailureKind {
     TaskFailed,
     /// The whole-run timeout expired.
     RunTimedOut,
+    /// A `pause` or `wait_for_event` timed out with `on_timeout: fail`.
+    WaitTimedOut,
+    /// A node could not go on: a `while` past `max_iterations`, items that are not an array,
+    /// a subflow whose workflow is unknown.
+    NodeFailed,
+    /// A `subflow`'s child run failed.
+    ChildFailed,
 }
 
 /// Where a run is in its life.

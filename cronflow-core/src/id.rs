@@ -100,8 +100,13 @@ impl fmt::Debug for InstanceId {
 /// Which task of a run an event or a dispatch is about.
 ///
 /// A `step` or `action` node's task key is its node id; the condition of branch `i` of an `if`
-/// node `check` is `check#0`, `check#1`, ... Together with the run id it forms the task's
-/// idempotency key, which stays the same across retries.
+/// node `check` is `check#0`, `check#1`, ...; other handlers of a node are tagged the same way
+/// (`each#items`, `charge#on_error`, `approve#on_pause`, `child#payload`, `loop#while`,
+/// `on_success#hook`). Inside loops the iteration path follows an `@`, outermost first:
+/// `charge@3` is step `charge` in iteration 3, `check#0@1.2` a condition two loops deep.
+/// Waits (`sleep`, `pause`, ...) are keyed the same way. Node ids cannot contain `#` or `@`,
+/// so keys never collide. Together with the run id a key forms the task's idempotency key,
+/// which stays the same across retries.
 ///
 /// Cloning is a reference-count bump.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,9 +123,18 @@ impl TaskKey {
         Self::new(format!("{node}#{branch}"))
     }
 
-    /// The node id this task belongs to (the text before any `#`).
+    /// The node id this task belongs to (the text before any `#` or `@`).
     pub fn node_id(&self) -> &str {
-        self.0.split('#').next().unwrap_or(&self.0)
+        self.0.split(['#', '@']).next().unwrap_or(&self.0)
+    }
+
+    /// The loop iterations the task belongs to, outermost first (`charge@2.0` is in
+    /// iteration 0 of an inner loop inside iteration 2 of an outer one); empty outside loops.
+    pub fn iterations(&self) -> Vec<u32> {
+        match self.0.split_once('@') {
+            Some((_, path)) => path.split('.').filter_map(|i| i.parse().ok()).collect(),
+            None => Vec::new(),
+        }
     }
 
     /// The text form.

@@ -97,11 +97,12 @@ mod wdo;
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use engine::{
     Clock, Engine, EngineBuilder, EngineHandle, MAX_TRIGGER_KEY_BYTES, NoExecutor, NoStore,
-    SystemClock, TokioClock, TriggerOptions, Triggered,
+    PausedRun, Published, SystemClock, TokioClock, TriggerOptions, Triggered,
 };
 pub use error::{EngineError, StoreError, WdoError, WdoProblem};
 pub use event::{
-    FailureKind, RecordedEvent, RunEvent, RunFailure, RunRecord, RunReport, RunStatus,
+    FailureKind, RecordedEvent, RunEvent, RunFailure, RunRecord, RunReport, RunStatus, Wait,
+    WaitOutcome,
 };
 pub use executor::{
     Executor, ExecutorRouter, HandlerFuture, InProcessExecutor, MockCall, MockExecutor,
@@ -109,7 +110,9 @@ pub use executor::{
 };
 pub use id::{InstanceId, RunId, TaskKey};
 pub use json::Json;
-pub use machine::{Command, MachineSnapshot, ReplayError, RunDefinition, RunMachine, TaskSnapshot};
+pub use machine::{
+    Command, MachineSnapshot, ReplayError, RunDefinition, RunMachine, TaskSnapshot, token_hash,
+};
 pub use retry::{Backoff, RetryPolicy};
 pub use store::{
     Claim, ClaimedRun, CommitBatch, CommitOutcome, DuplicateRun, FinishedRun, MemoryStore, NewRun,

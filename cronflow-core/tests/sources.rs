@@ -49,7 +49,7 @@ async fn an_event_starts_every_listening_workflow_once_per_key() {
     let handle = engine.handle();
     let payload = Json::from_value(&json!({ "order": 7 })).unwrap();
     let started =
-        handle.publish_event("order.created", payload.clone(), Some("o-7")).await.unwrap();
+        handle.publish_event("order.created", payload.clone(), Some("o-7")).await.unwrap().started;
     assert_eq!(started.len(), 2);
     assert!(started.iter().all(|t| t.created));
     for t in &started {
@@ -65,16 +65,19 @@ async fn an_event_starts_every_listening_workflow_once_per_key() {
     assert_eq!(workflows, ["billing", "shipping"]);
 
     // The same delivery again starts nothing; without a key every publish starts runs.
-    let again = handle.publish_event("order.created", payload.clone(), Some("o-7")).await.unwrap();
+    let again =
+        handle.publish_event("order.created", payload.clone(), Some("o-7")).await.unwrap().started;
     assert_eq!(
         again.iter().map(|t| (t.run_id, t.created)).collect::<Vec<_>>(),
         started.iter().map(|t| (t.run_id, false)).collect::<Vec<_>>()
     );
     assert_eq!(
-        handle.publish_event("order.created", payload.clone(), None).await.unwrap().len(),
+        handle.publish_event("order.created", payload.clone(), None).await.unwrap().started.len(),
         2
     );
-    assert!(handle.publish_event("nobody.listens", payload, None).await.unwrap().is_empty());
+    assert!(
+        handle.publish_event("nobody.listens", payload, None).await.unwrap().started.is_empty()
+    );
     let all = handle.list_runs(&RunQuery::default()).await.unwrap();
     assert_eq!(all.len(), 4);
     engine.shutdown(GRACE).await.unwrap();

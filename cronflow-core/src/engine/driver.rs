@@ -18,6 +18,7 @@ use crate::engine::dispatch::Dispatcher;
 use crate::engine::handle::Triggered;
 use crate::engine::lease::Leases;
 use crate::engine::registry::Registry;
+use crate::engine::waits::{PausedRun, Signal, WaitIndex, WaitReplies, child_outcome};
 use crate::error::{EngineError, StoreError};
 use crate::event::{RunEvent, RunStatus};
 use crate::id::{RunId, TaskKey};
@@ -70,6 +71,30 @@ pub(crate) enum Input {
         asked_at: Instant,
     },
     HeartbeatFailed,
+    /// Resume the pause holding this token; answered once durable.
+    Resume {
+        token: String,
+        payload: Json,
+        reply: oneshot::Sender<Result<RunId, EngineError>>,
+    },
+    /// Resume run `run_id`'s pause `node`; answered once durable.
+    ResumeWait {
+        run_id: RunId,
+        node: TaskKey,
+        payload: Json,
+        reply: oneshot::Sender<Result<RunId, EngineError>>,
+    },
+    /// Deliver a published event to the runs waiting for it; answered (with how many waits
+    /// it ended) once durable.
+    Publish {
+        name: String,
+        payload: Json,
+        reply: oneshot::Sender<usize>,
+    },
+    /// List the open pauses.
+    Paused {
+        reply: oneshot::Sender<Vec<PausedRun>>,
+    },
 }
 
 /// Why a watched run is no longer active on this instance.
@@ -142,6 +167,10 @@ pub(crate) struct Driver {
     /// Runs triggered here while full, committed and then released for other instances.
     pub(crate) shed: Vec<RunId>,
     shutdown: Option<Instant>,
+    /// Who waits for which token, event and child run.
+    pub(crate) waits: WaitIndex,
+    /// Answers to resumes and publishes, and signals between runs.
+    pub(crate) replies: WaitReplies,
 }
 
 impl Driver {
@@ -176,6 +205,8 @@ impl Driver {
             unresumable: HashSet::new(),
             shed: Vec::new(),
             shutdown: None,
+            waits: WaitIndex::default(),
+            replies: WaitReplies::default(),
         }
     }
 
@@ -227,6 +258,7 @@ impl Driver {
                 }
             }
             self.fire_timers();
+            self.drain_signals();
         }
         self.release_all().await;
         let interrupted = self.dispatcher.abort_all();
@@ -319,7 +351,23 @@ impl Driver {
             Input::Claimed(claimed) => self.claimed.extend(claimed),
             Input::Held { held, asked_at } => self.renewed(held, asked_at),
             Input::HeartbeatFailed => self.heartbeat_failed(),
+            Input::Resume { token, payload, reply } => {
+                let answer = self.resume_token(&token, payload);
+                self.replies.resumed.push((reply, answer));
+            }
+            Input::ResumeWait { run_id, node, payload, reply } => {
+                let answer = self.resume_wait(run_id, &node, payload);
+                self.replies.resumed.push((reply, answer));
+            }
+            Input::Publish { name, payload, reply } => {
+                let resumed = self.deliver_event(&name, &payload);
+                self.replies.published.push((reply, resumed));
+            }
+            Input::Paused { reply } => {
+                let _ = reply.send(self.paused_runs());
+            }
         }
+        self.drain_signals();
     }
 
     /// Sorts a machine's commands into this turn's buffers and re-arms its timer.
@@ -328,7 +376,19 @@ impl Driver {
             match command {
                 Command::Record(event) => {
                     log_event(run_id, &event.event);
+                    self.waits.note(run_id, &event.event);
                     if let Some(status) = event.event.terminal_status() {
+                        if let (Some(parent), Some(outcome)) =
+                            (self.waits.parent_of(run_id), child_outcome(&event.event))
+                        {
+                            let child = run_id;
+                            self.replies.signals.push_back(Signal::ChildEnded {
+                                parent,
+                                child,
+                                outcome,
+                            });
+                        }
+                        self.waits.forget(run_id);
                         let (output, failure) = match &event.event {
                             RunEvent::RunCompleted { output } => (Some(output.clone()), None),
                             RunEvent::RunFailed { failure } => (None, Some(failure.clone())),
@@ -352,6 +412,7 @@ impl Driver {
                     self.dispatcher.submit(*task)
                 }
                 Command::Abort { key, attempt } => self.dispatcher.abort(run_id, &key, attempt),
+                other => self.carry_out_wait(run_id, other),
             }
         }
         if let Some(run) = self.runs.get_mut(&run_id) {
@@ -422,6 +483,7 @@ impl Driver {
         for (_, reply) in self.cancelled.drain(..) {
             let _ = reply.send(true);
         }
+        self.replies.answer();
         self.release_shed().await;
         for run_id in self.finished.drain(..) {
             if let Some(run) = self.runs.remove(&run_id) {
@@ -481,5 +543,11 @@ fn log_event(run_id: RunId, event: &RunEvent) {
         RunEvent::RunCancelled { reason } => {
             info!(%run_id, status = RunStatus::Cancelled.as_str(), reason = reason.as_deref().unwrap_or(""), "run cancelled")
         }
+        RunEvent::WaitStarted { wait, .. } => debug!(%run_id, wait = %wait, "wait started"),
+        RunEvent::WaitEnded { wait, outcome } => {
+            debug!(%run_id, wait = %wait, outcome = ?outcome, "wait ended")
+        }
+        RunEvent::RunAdmitted => debug!(%run_id, "run admitted"),
+        other => debug!(%run_id, kind = other.kind(), "recorded"),
     }
 }

@@ -258,7 +258,7 @@ impl EngineHandle {
         Ok(revision)
     }
 
-    fn send(&self, input: Input) -> Result<(), EngineError> {
+    pub(crate) fn send(&self, input: Input) -> Result<(), EngineError> {
         self.shared.tx.send(input).map_err(|_| EngineError::ShuttingDown)
     }
 }

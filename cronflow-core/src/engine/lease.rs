@@ -94,12 +94,22 @@ pub(crate) fn spawn_background(
     });
 }
 
+/// The parent of a child run, from its trigger context (`{"type": "subflow", ...}`).
+fn subflow_parent(context: &crate::json::Json) -> Option<RunId> {
+    let value = context.to_value();
+    if value.get("type")?.as_str()? != "subflow" {
+        return None;
+    }
+    value.get("parent_run")?.as_str()?.parse().ok()
+}
+
 impl Driver {
     /// Replays claimed runs and queues their work; a run already held with an older fence is
     /// replaced (its in-memory state is stale).
     pub(crate) async fn adopt(&mut self, claimed: Vec<ClaimedRun>) -> Result<usize, EngineError> {
         let now = self.clock.now();
         let mut adopted = 0;
+        let mut ids = Vec::with_capacity(claimed.len());
         for ClaimedRun { run, events, fence } in claimed {
             if let Some(held) = self.runs.get(&run.id) {
                 if held.fence >= fence {
@@ -117,6 +127,11 @@ impl Driver {
             };
             match RunMachine::replay(def, run.id, run.payload.clone(), &events) {
                 Ok(mut machine) => {
+                    self.waits.index_run(run.id, &machine);
+                    if let Some(parent) = run.context.as_ref().and_then(subflow_parent) {
+                        self.waits.note_child(run.id, parent);
+                    }
+                    ids.push(run.id);
                     let commands = machine.resume(now);
                     let context = run.context.clone();
                     self.runs.insert(run.id, ActiveRun::new(machine, fence, context));
@@ -129,6 +144,7 @@ impl Driver {
                 }
             }
         }
+        self.settle_children(&ids).await;
         Ok(adopted)
     }
 

@@ -10,16 +10,19 @@ use tracing::info;
 mod clock;
 mod commit;
 mod config;
+mod control;
 mod dispatch;
 mod driver;
 mod handle;
 mod lease;
 mod registry;
 mod sources;
+mod waits;
 
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use config::{EngineBuilder, NoExecutor, NoStore};
 pub use handle::{EngineHandle, MAX_TRIGGER_KEY_BYTES, TriggerOptions, Triggered};
+pub use waits::{PausedRun, Published};
 
 use crate::error::EngineError;
 use crate::executor::Executor;

@@ -3,7 +3,9 @@
 //! a polling handler. They go through the handle like everything else, so no trigger source
 //! touches the store or the state machine.
 
-use crate::engine::handle::{EngineHandle, TriggerOptions, Triggered};
+use crate::engine::driver::Input;
+use crate::engine::handle::{EngineHandle, TriggerOptions};
+use crate::engine::waits::Published;
 use crate::error::EngineError;
 use crate::json::Json;
 use crate::task::{Task, TaskContext, TaskKind};
@@ -38,8 +40,14 @@ impl EngineHandle {
     }
 
     /// Publishes event `name`: starts a run of every registered workflow with an event
-    /// trigger of that name, with `payload`, and returns once they are all durable (one
-    /// [`Triggered`] per workflow, in workflow id order; none if no workflow listens).
+    /// trigger of that name, with `payload`, and ends every `wait_for_event` waiting for it
+    /// whose `match` fields the payload has (the payload becomes the node's output). Returns
+    /// once all of that is durable: the runs started ([`Published::started`], one
+    /// [`Triggered`](crate::Triggered) per workflow, in workflow id order) and how many waits it ended.
+    ///
+    /// **Delivery rule.** A wait receives an event only if its start was recorded before the
+    /// engine took the publish: an event published before a run reached its
+    /// `wait_for_event` is not kept for it. Each matching wait receives it once.
     ///
     /// With a `key`, publishing is idempotent per workflow: the run of each workflow is
     /// keyed `event:<name>:<key>:<workflow id>`, so publishing the same event again (a
@@ -50,7 +58,10 @@ impl EngineHandle {
         name: &str,
         payload: Json,
         key: Option<&str>,
-    ) -> Result<Vec<Triggered>, EngineError> {
+    ) -> Result<Published, EngineError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let delivery = Input::Publish { name: name.to_owned(), payload: payload.clone(), reply };
+        self.send(delivery)?;
         let listeners: Vec<String> = self
             .workflows()
             .into_iter()
@@ -73,7 +84,8 @@ impl EngineHandle {
         let mut started = calls.join_all().await;
         started.sort_by_key(|(i, _)| *i);
         let started = started.into_iter().map(|(_, r)| r).collect::<Result<Vec<_>, _>>()?;
-        Ok(started)
+        let resumed = answer.await.map_err(|_| EngineError::ShuttingDown)?;
+        Ok(Published { started, resumed })
     }
 
     /// Calls handler `handler` of workflow `workflow_id` once through the engine's executor,

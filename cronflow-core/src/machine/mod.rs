@@ -11,13 +11,21 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::event::{FailureKind, RecordedEvent, RunEvent, RunFailure, RunStatus};
+use crate::event::{
+    FailureKind, RecordedEvent, RunEvent, RunFailure, RunStatus, Wait, WaitOutcome,
+};
 use crate::id::{RunId, TaskKey};
 use crate::json::Json;
 use crate::task::{Task, TaskError};
-use crate::wdo::{Node, WorkflowDef};
+use crate::wdo::WorkflowDef;
 
+mod apply;
 mod eval;
+mod loops;
+mod signals;
+mod waits;
+
+pub use waits::token_hash;
 
 /// What the driver must do after feeding the machine an input. Carry the commands out in
 /// order: first make every [`Command::Record`] of a turn durable, then dispatch and abort.
@@ -36,6 +44,25 @@ pub enum Command {
         /// The attempt.
         attempt: u32,
     },
+    /// Start a child run (a `subflow`), in the same commit as this run's events. When it
+    /// ends, give its end to [`RunMachine::child_finished`].
+    StartRun {
+        /// The child's id, already recorded in this run's `wait_started` event.
+        child: RunId,
+        /// Its workflow.
+        workflow: String,
+        /// Its payload.
+        payload: Json,
+        /// The subflow node waiting for it.
+        parent_wait: TaskKey,
+    },
+    /// Cancel a child run: its parent has ended, or its subflow lost a `race`.
+    CancelRun {
+        /// The child.
+        child: RunId,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A workflow definition as a run executes it: the definition plus its stored revision.
@@ -47,8 +74,6 @@ pub struct RunDefinition {
     pub revision: u32,
     pub(crate) workflow_id: Arc<str>,
     pub(crate) version: Option<Arc<str>>,
-    /// Per top-level node, the ids of the `action` nodes inside it (itself included).
-    pub(crate) top_level_actions: Vec<Vec<String>>,
 }
 
 impl RunDefinition {
@@ -56,24 +81,14 @@ impl RunDefinition {
     pub fn new(def: WorkflowDef, revision: u32) -> Arc<Self> {
         let workflow_id = Arc::from(def.id.as_str());
         let version = def.version.as_deref().map(Arc::from);
-        fn collect(node: &Node, into: &mut Vec<String>) {
-            if let Node::Action(action) = node {
-                into.push(action.id.clone());
-            }
-            for (_, children) in node.children() {
-                children.iter().for_each(|child| collect(child, into));
-            }
-        }
-        let top_level_actions = def
-            .nodes
-            .iter()
-            .map(|node| {
-                let mut actions = Vec::new();
-                collect(node, &mut actions);
-                actions
-            })
-            .collect();
-        Arc::new(Self { def, revision, workflow_id, version, top_level_actions })
+        Arc::new(Self { def, revision, workflow_id, version })
+    }
+
+    /// Whether runs of this workflow wait for admission (concurrency, rate limit or
+    /// debounce) before their nodes start.
+    pub fn is_flow_controlled(&self) -> bool {
+        let options = &self.def.options;
+        options.concurrency.is_some() || options.rate_limit.is_some() || options.debounce.is_some()
     }
 }
 
@@ -96,6 +111,28 @@ pub(crate) struct InFlight {
     pub(crate) started_at: DateTime<Utc>,
 }
 
+/// Everything recorded about one wait of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct WaitState {
+    pub(crate) on: Wait,
+    /// Hashes of every token issued for a pause (the first is in `on`).
+    pub(crate) token_hashes: Vec<String>,
+    pub(crate) outcome: Option<WaitOutcome>,
+}
+
+/// The finished prefix of a loop: derived from recorded outcomes (a cache, rebuilt by the
+/// first walk after a replay), so that a long loop is not walked from its first iteration on
+/// every event.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LoopProgress {
+    /// Iterations before this index are finished and settled.
+    pub(crate) done: usize,
+    /// Their outputs (`for_each`, `batch`).
+    pub(crate) outputs: Vec<Json>,
+    /// The last of them (`while`).
+    pub(crate) last: Option<Json>,
+}
+
 /// The recorded part of a machine's state, for comparing a live machine with a replayed one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MachineSnapshot {
@@ -105,6 +142,14 @@ pub struct MachineSnapshot {
     pub status: RunStatus,
     /// Every task that has recorded something.
     pub tasks: BTreeMap<TaskKey, TaskSnapshot>,
+    /// Every wait that has started: what it waits for and how it ended.
+    pub waits: BTreeMap<TaskKey, (Wait, Option<WaitOutcome>)>,
+    /// Decided races: the winning branch by race key.
+    pub races: BTreeMap<TaskKey, u32>,
+    /// Whether the run's nodes may run (false while a flow-controlled run waits).
+    pub admitted: bool,
+    /// The payload the run executes with (the last merged one for a debounced run).
+    pub payload: Json,
 }
 
 /// The recorded state of one task.
@@ -152,6 +197,23 @@ pub struct RunMachine {
     /// last of them. Saves re-walking a long linear workflow on every event.
     cursor: usize,
     cursor_last: Json,
+    /// Every wait that has started, by key (ordered, so signals are handled in key order).
+    waits: BTreeMap<TaskKey, WaitState>,
+    /// Open waits' deadlines (sleep times, timeouts), earliest first.
+    wait_deadlines: BTreeSet<(DateTime<Utc>, TaskKey)>,
+    /// Decided races: the winning branch by race key.
+    races: HashMap<TaskKey, u32>,
+    /// False while a flow-controlled run waits for admission.
+    admitted: bool,
+    /// Resume tokens issued by this process, by pause key: only their hashes are recorded,
+    /// the text lives here until `on_pause` has been dispatched with it.
+    tokens: HashMap<TaskKey, Arc<str>>,
+    /// Derived: finished prefixes of loops, by loop key.
+    loops: HashMap<String, LoopProgress>,
+    /// Derived: parsed item lists (or batch chunks) by items-task key.
+    items: HashMap<String, Arc<[Json]>>,
+    /// Set by the walk when it passes an action (or `on_error` of one) without an outcome.
+    unsettled: bool,
 }
 
 /// A stored history that cannot be replayed against its definition.
@@ -179,6 +241,22 @@ impl RunMachine {
         (machine, out)
     }
 
+    /// Starts a flow-controlled run: records `RunStarted` only. Its nodes start when the
+    /// driver calls [`RunMachine::admit`]; until then [`RunMachine::merge_trigger`] may
+    /// replace its payload (debounce).
+    pub fn start_gated(
+        def: Arc<RunDefinition>,
+        run_id: RunId,
+        payload: Json,
+        now: DateTime<Utc>,
+    ) -> (Self, Vec<Command>) {
+        let mut machine = Self::empty(def, run_id, payload, now);
+        machine.admitted = false;
+        let mut out = Vec::new();
+        machine.record(now, RunEvent::RunStarted, &mut out);
+        (machine, out)
+    }
+
     /// Rebuilds a run from its recorded history. Nothing is dispatched until
     /// [`RunMachine::resume`] is called.
     pub fn replay(
@@ -193,6 +271,7 @@ impl RunMachine {
             return Err(fail(format!("the history starts with {}", first.event.kind())));
         }
         let mut machine = Self::empty(def, run_id, payload, first.at);
+        machine.admitted = !machine.def.is_flow_controlled();
         for (i, recorded) in history.iter().enumerate() {
             if recorded.seq as usize != i {
                 return Err(fail(format!("event {i} has sequence number {}", recorded.seq)));
@@ -261,15 +340,22 @@ impl RunMachine {
         out
     }
 
-    /// Handles every timer due at `now`: retries whose delay has passed and the whole-run
-    /// timeout.
+    /// Handles every timer due at `now`: retries whose delay has passed, sleeps whose time
+    /// has come, pause and event timeouts, and the whole-run timeout.
     pub fn handle_timeout(&mut self, now: DateTime<Utc>) -> Vec<Command> {
         let mut out = Vec::new();
-        if self.status.is_terminal() {
+        if self.status.is_terminal() || self.check_deadline(now, &mut out) {
             return out;
         }
-        if !self.check_deadline(now, &mut out) {
-            self.advance(now, &mut out);
+        self.end_due_waits(now, &mut out);
+        self.advance(now, &mut out);
+        // A due retry the walk did not take is unreachable (a race's loser, an `on_pause`
+        // whose pause has ended): forget it rather than wake up for it again.
+        while let Some((at, _)) = self.retries.first() {
+            if *at > now {
+                break;
+            }
+            self.retries.pop_first();
         }
         out
     }
@@ -290,7 +376,37 @@ impl RunMachine {
             return None;
         }
         let retry = self.retries.first().map(|(at, _)| *at);
-        retry.into_iter().chain(self.deadline()).min()
+        let wait = self.wait_deadlines.first().map(|(at, _)| *at);
+        retry.into_iter().chain(wait).chain(self.deadline()).min()
+    }
+
+    /// Whether the run's nodes may run: false while a flow-controlled run waits for
+    /// [`RunMachine::admit`].
+    pub fn admitted(&self) -> bool {
+        self.admitted
+    }
+
+    /// The payload the run executes with.
+    pub fn payload(&self) -> &Json {
+        &self.payload
+    }
+
+    /// When the run started.
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.started_at
+    }
+
+    /// The waits that have started and not ended, in key order.
+    pub fn open_waits(&self) -> impl Iterator<Item = (&TaskKey, &Wait)> {
+        self.waits.iter().filter(|(_, w)| w.outcome.is_none()).map(|(k, w)| (k, &w.on))
+    }
+
+    /// The token hashes of every open pause, with its key.
+    pub fn open_pause_tokens(&self) -> impl Iterator<Item = (&TaskKey, &str)> {
+        self.waits
+            .iter()
+            .filter(|(_, w)| w.outcome.is_none())
+            .flat_map(|(k, w)| w.token_hashes.iter().map(move |h| (k, h.as_str())))
     }
 
     /// The run's status: [`RunStatus::Running`] until a terminal event is recorded.
@@ -318,6 +434,14 @@ impl RunMachine {
         MachineSnapshot {
             recorded: self.recorded,
             status: self.status,
+            waits: self
+                .waits
+                .iter()
+                .map(|(k, w)| (k.clone(), (w.on.clone(), w.outcome.clone())))
+                .collect(),
+            races: self.races.iter().map(|(k, b)| (k.clone(), *b)).collect(),
+            admitted: self.admitted,
+            payload: self.payload.clone(),
             tasks: self
                 .tasks
                 .iter()
@@ -347,6 +471,14 @@ impl RunMachine {
             outputs: Arc::default(),
             cursor: 0,
             cursor_last: Json::null(),
+            waits: BTreeMap::new(),
+            wait_deadlines: BTreeSet::new(),
+            races: HashMap::new(),
+            admitted: true,
+            tokens: HashMap::new(),
+            loops: HashMap::new(),
+            items: HashMap::new(),
+            unsettled: false,
         }
     }
 
@@ -410,56 +542,26 @@ impl RunMachine {
         self.recorded += 1;
     }
 
-    /// Records a terminal event and aborts whatever is still in flight.
+    /// Records a terminal event, aborts whatever is still in flight and cancels the child
+    /// runs still waited for.
     fn finish(&mut self, now: DateTime<Utc>, event: RunEvent, out: &mut Vec<Command>) {
         for (key, state) in &mut self.tasks {
             if let Some(flight) = state.in_flight.take() {
                 out.push(Command::Abort { key: key.clone(), attempt: flight.attempt });
             }
         }
-        self.record(now, event, out);
-    }
-
-    /// The one place where recorded events change the state, live and in replay alike.
-    fn apply(&mut self, event: &RunEvent) {
-        match event {
-            RunEvent::RunStarted => {}
-            RunEvent::TaskSucceeded { task, attempt, output, .. } => {
-                let state = self.tasks.entry(task.clone()).or_default();
-                if let Some(at) = state.retry_at {
-                    self.retries.remove(&(at, task.clone()));
-                }
-                state.failures = attempt.saturating_sub(1);
-                state.retry_at = None;
-                state.in_flight = None;
-                state.outcome = Some(Ok(output.clone()));
-                if !task.as_str().contains('#') {
-                    Arc::make_mut(&mut self.outputs).insert(task.to_string(), output.clone());
-                }
-            }
-            RunEvent::TaskFailed { task, attempt, error, retry_at, .. } => {
-                let state = self.tasks.entry(task.clone()).or_default();
-                if let Some(at) = state.retry_at {
-                    self.retries.remove(&(at, task.clone()));
-                }
-                state.failures = *attempt;
-                state.in_flight = None;
-                state.retry_at = *retry_at;
-                match retry_at {
-                    Some(at) => {
-                        self.retries.insert((*at, task.clone()));
-                    }
-                    None => state.outcome = Some(Err(error.clone())),
-                }
-            }
-            other => {
-                if let Some(status) = other.terminal_status() {
-                    self.status = status;
-                }
+        let status = event.terminal_status().map_or("ended", |s| s.as_str());
+        for (_, wait) in self.open_waits() {
+            if let Wait::Subflow { child, .. } = wait {
+                let reason = format!("its parent run {} {status}", self.run_id);
+                out.push(Command::CancelRun { child: *child, reason });
             }
         }
+        self.record(now, event, out);
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_control;

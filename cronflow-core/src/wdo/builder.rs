@@ -254,6 +254,23 @@ impl<Head> Sequence<Head> {
         }))
     }
 
+    /// Appends a `for_each` like [`Sequence::for_each`] with up to `concurrency` items
+    /// processed at once (one at a time when `None`).
+    pub fn for_each_with(
+        self,
+        id: impl Into<String>,
+        items: impl Into<String>,
+        concurrency: Option<u32>,
+        f: impl FnOnce(Sequence) -> Sequence,
+    ) -> Self {
+        self.node(Node::ForEach(ForEachNode {
+            id: id.into(),
+            items: items.into(),
+            nodes: body(f),
+            concurrency,
+        }))
+    }
+
     /// Appends a `batch` running `f`'s body once per chunk of `size` items.
     pub fn batch(
         self,
@@ -301,6 +318,62 @@ impl<Head> Sequence<Head> {
         }))
     }
 
+    /// Appends a `sleep` until `until` (an RFC 3339 time, such as `2030-01-01T09:00:00Z`).
+    pub fn sleep_until(self, id: impl Into<String>, until: impl Into<String>) -> Self {
+        self.node(Node::Sleep(SleepNode {
+            id: id.into(),
+            duration: None,
+            until: Some(until.into()),
+        }))
+    }
+
+    /// Appends a `pause` configured by `f`: a timeout and its outcome, an `on_pause` handler.
+    pub fn pause_with(
+        self,
+        id: impl Into<String>,
+        f: impl FnOnce(WaitBuilder) -> WaitBuilder,
+    ) -> Self {
+        let wait = f(WaitBuilder::default());
+        self.node(Node::Pause(PauseNode {
+            id: id.into(),
+            timeout: wait.timeout,
+            on_timeout: wait.on_timeout,
+            on_pause: wait.on_pause,
+        }))
+    }
+
+    /// Appends a `wait_for_event` for `event` configured by `f`: fields to match, a timeout
+    /// and its outcome.
+    pub fn wait_for_event_with(
+        self,
+        id: impl Into<String>,
+        event: impl Into<String>,
+        f: impl FnOnce(WaitBuilder) -> WaitBuilder,
+    ) -> Self {
+        let wait = f(WaitBuilder::default());
+        self.node(Node::WaitForEvent(WaitForEventNode {
+            id: id.into(),
+            event: event.into(),
+            match_fields: wait.match_fields,
+            timeout: wait.timeout,
+            on_timeout: wait.on_timeout,
+        }))
+    }
+
+    /// Appends a `subflow` running `workflow` with the payload returned by `handler`.
+    pub fn subflow_with_payload(
+        self,
+        id: impl Into<String>,
+        workflow: impl Into<String>,
+        handler: impl Into<String>,
+    ) -> Self {
+        self.node(Node::Subflow(SubflowNode {
+            id: id.into(),
+            workflow: workflow.into(),
+            payload: Some(handler.into()),
+        }))
+    }
+
     /// Appends a `wait_for_event` that waits, without timeout, for the named event.
     pub fn wait_for_event(self, id: impl Into<String>, event: impl Into<String>) -> Self {
         self.node(Node::WaitForEvent(WaitForEventNode {
@@ -324,6 +397,44 @@ impl<Head> Sequence<Head> {
     /// Appends a `cancel` that ends the run as cancelled with this reason.
     pub fn cancel(self, id: impl Into<String>, reason: impl Into<String>) -> Self {
         self.node(Node::Cancel(CancelNode { id: id.into(), reason: Some(reason.into()) }))
+    }
+}
+
+/// Configures a `pause` ([`Sequence::pause_with`]) or a `wait_for_event`
+/// ([`Sequence::wait_for_event_with`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[must_use]
+pub struct WaitBuilder {
+    timeout: Option<Duration>,
+    on_timeout: OnTimeout,
+    on_pause: Option<String>,
+    match_fields: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl WaitBuilder {
+    /// Ends the wait after `timeout`; the run fails then, unless [`WaitBuilder::or_continue`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// On timeout the run goes on, with `null` as the node's output.
+    pub fn or_continue(mut self) -> Self {
+        self.on_timeout = OnTimeout::Continue;
+        self
+    }
+
+    /// For a pause: the handler called with the resume token.
+    pub fn on_pause(mut self, handler: impl Into<String>) -> Self {
+        self.on_pause = Some(handler.into());
+        self
+    }
+
+    /// For an event wait: the payload must have field `name` (or JSON pointer, if it
+    /// starts with `/`) equal to `value`.
+    pub fn matching(mut self, name: impl Into<String>, value: serde_json::Value) -> Self {
+        self.match_fields.get_or_insert_with(Default::default).insert(name.into(), value);
+        self
     }
 }
 

@@ -116,6 +116,11 @@ impl<'a> Sim<'a> {
                     );
                     self.aborted.push((key, attempt));
                 }
+                other => {
+                    return Err(TestCaseError::fail(format!(
+                        "{other:?} from a tree of steps, actions, ifs and parallels"
+                    )));
+                }
             }
         }
         Ok(turn)

@@ -85,6 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             RunEvent::RunCompleted { .. } => "run completed".to_string(),
             RunEvent::RunFailed { failure } => format!("run failed: {}", failure.message),
             RunEvent::RunCancelled { reason } => format!("run cancelled: {reason:?}"),
+            other => other.kind().replace('_', " "),
         };
         println!("  #{:<2} {}  {what}", event.seq, event.at.format("%H:%M:%S%.3f"));
     }

@@ -293,6 +293,11 @@ impl Sim<'_> {
                 };
                 prop_assert!(failure.message.contains(&what), "{:?} names {}", failure, what);
             }
+            other => {
+                return Err(TestCaseError::fail(format!(
+                    "failure kind {other:?} from a tree of steps, actions, ifs and parallels"
+                )));
+            }
         }
         Ok(())
     }
