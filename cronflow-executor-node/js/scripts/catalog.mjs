@@ -51,6 +51,7 @@ export const full = cronflow
   .while('poll-status', yes, (body) => body.step('check', noop).sleep('backoff', '1m'), { maxIterations: 10 })
   .sleep('cool-down', 250)
   .sleep('until-date', new Date('2030-01-31T09:00:00Z'))
+  .sleep('until-offset', '2030-01-31T09:00:00+01:00')
   .pause('approval', { timeout: '2d', onTimeout: 'continue', onPause: noop })
   .humanInTheLoop('second-look')
   .waitForEvent('paid', 'payment.received', { match: { orderId: 42 }, timeout: '1h', onTimeout: 'fail' })
