@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use cronflow_core::{Json, Task};
+use cronflow_core::{Json, Task, TaskError};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The default maximum line size in bytes (newline excluded), both directions: 16 MiB, the
@@ -109,13 +109,37 @@ fn push_raw(out: &mut String, json: &Json) {
     }
 }
 
+/// Appends a task error as `{"name","message","stack"?,"code"?}` (the fields of a failed
+/// `result`; whether it was retryable is the engine's business, not the handler's).
+fn push_error(out: &mut String, error: &TaskError) {
+    out.push_str(r#"{"name":"#);
+    push_str_literal(out, &error.name);
+    out.push_str(r#","message":"#);
+    push_str_literal(out, &error.message);
+    if let Some(stack) = &error.stack {
+        out.push_str(r#","stack":"#);
+        push_str_literal(out, stack);
+    }
+    if let Some(code) = &error.code {
+        out.push_str(r#","code":"#);
+        push_str_literal(out, code);
+    }
+    out.push('}');
+}
+
 /// The `{"type":"task",...}` line of request `id` (without its newline). Payload, step
-/// outputs and the last output are embedded as their raw text, never re-serialised.
+/// outputs, the last output and the loop item are embedded as their raw text, never
+/// re-serialised. `item`, `index`, `token` and `error` are written only when the task has them.
 pub(crate) fn task_line(id: u64, task: &Task) -> String {
     let ctx = &task.context;
     let raw: usize = ctx.payload.len()
         + ctx.last.len()
         + ctx.trigger.len()
+        + ctx.item.as_ref().map_or(0, Json::len)
+        + ctx
+            .error
+            .as_ref()
+            .map_or(0, |e| e.message.len() + e.stack.as_ref().map_or(0, String::len) + 64)
         + ctx.steps.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>();
     let mut out = String::with_capacity(raw + 512);
     let _ = write!(out, r#"{{"type":"task","id":{id},"handler":"#);
@@ -126,7 +150,12 @@ pub(crate) fn task_line(id: u64, task: &Task) -> String {
     push_str_literal(&mut out, &task.node_id);
     out.push_str(r#","key":"#);
     push_str_literal(&mut out, task.key.as_str());
-    let _ = write!(out, r#","attempt":{},"idempotency_key":"#, task.attempt);
+    let _ = write!(
+        out,
+        r#","kind":"{}","attempt":{},"idempotency_key":"#,
+        task.kind.as_str(),
+        task.attempt
+    );
     push_str_literal(&mut out, &task.idempotency_key);
     out.push_str(r#","deadline":"#);
     match &task.deadline {
@@ -148,6 +177,21 @@ pub(crate) fn task_line(id: u64, task: &Task) -> String {
     push_raw(&mut out, &ctx.last);
     out.push_str(r#","trigger":"#);
     push_raw(&mut out, &ctx.trigger);
+    if let Some(item) = &ctx.item {
+        out.push_str(r#","item":"#);
+        push_raw(&mut out, item);
+    }
+    if let Some(index) = ctx.index {
+        let _ = write!(out, r#","index":{index}"#);
+    }
+    if let Some(token) = &ctx.token {
+        out.push_str(r#","token":"#);
+        push_str_literal(&mut out, token);
+    }
+    if let Some(error) = &ctx.error {
+        out.push_str(r#","error":"#);
+        push_error(&mut out, error);
+    }
     out.push_str("}}");
     out
 }
@@ -155,6 +199,42 @@ pub(crate) fn task_line(id: u64, task: &Task) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cronflow_core::TaskKind;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn the_task_line_writes_control_flow_fields_only_when_present() {
+        let mut task = Task::new("w", "h");
+        task.context.payload = Json::from(json!({"n": 1}));
+        let plain = task_line(7, &task);
+        let v: Value = serde_json::from_str(&plain).unwrap();
+        assert_eq!(v["task"]["kind"], "step");
+        for field in ["item", "index", "token", "error"] {
+            assert!(v["task"].get(field).is_none(), "{field} written without a value: {plain}");
+        }
+
+        task.kind = TaskKind::OnError;
+        // Raw text, number formatting and a newline (whitespace) of the item are kept.
+        task.context.item = Some(Json::from_raw_str("{\"b\":1,\n\"a\":2.50}").unwrap());
+        task.context.index = Some(3);
+        task.context.token = Some("tok-\"1\"".into());
+        let mut error = TaskError::new("PaymentDeclined", "card\nexpired").with_code("E42");
+        error.stack = Some("PaymentDeclined: card\n    at charge (x.mjs:1:1)".into());
+        task.context.error = Some(error.non_retryable());
+        let line = task_line(8, &task);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains(r#""item":{"b":1, "a":2.50}"#), "{line}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let t = &v["task"];
+        assert_eq!(t["kind"], "on_error");
+        assert_eq!(t["index"], 3);
+        assert_eq!(t["token"], "tok-\"1\"");
+        assert_eq!(
+            t["error"],
+            json!({"name": "PaymentDeclined", "message": "card\nexpired",
+                   "stack": "PaymentDeclined: card\n    at charge (x.mjs:1:1)", "code": "E42"})
+        );
+    }
 
     #[tokio::test]
     async fn splits_lines_and_enforces_the_cap() {

@@ -1,7 +1,9 @@
 //! The JavaScript SDK in `js/`: its `node --test` unit tests pass, and every WDO it emits is
 //! read by [`WorkflowDef::from_json`] and serialises back to the same JSON (so the SDK writes
-//! exactly the Rust model). Skipped with a note when `node` is not on `PATH`.
+//! exactly the Rust model), naming exactly the handlers the SDK registered. Skipped with a note
+//! when `node` is not on `PATH`.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -43,14 +45,16 @@ fn node_unit_tests_pass() {
 fn emitted_wdos_are_read_by_the_rust_model() {
     let Some(output) = node(&["scripts/emit-wdos.mjs"]) else { return };
     assert!(output.status.success(), "emit-wdos.mjs failed\n{}", describe(&output));
-    let wdos: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+    let emitted: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!("emit-wdos.mjs printed invalid JSON: {e}\n{}", describe(&output))
     });
-    assert!(wdos.len() >= 4, "expected the catalog's workflows, got {}", wdos.len());
+    assert!(emitted.len() >= 4, "expected the catalog's workflows, got {}", emitted.len());
 
     let mut kinds = Vec::new();
     let mut triggers = Vec::new();
-    for wdo in &wdos {
+    let (mut on_error, mut hooks, mut debounce) = (false, false, false);
+    for entry in &emitted {
+        let wdo = &entry["wdo"];
         let text = serde_json::to_string(wdo).expect("serialise");
         let def = WorkflowDef::from_json(&text)
             .unwrap_or_else(|e| panic!("the Rust model rejects the SDK's WDO: {e}\n{text}"));
@@ -61,6 +65,18 @@ fn emitted_wdos_are_read_by_the_rust_model() {
             "the WDO of `{}` does not round-trip through the Rust model",
             def.id
         );
+        // Every handler the definition names is one the SDK registered, and the reverse.
+        let named: BTreeSet<&str> = def.handlers().into_iter().map(|h| h.handler).collect();
+        let registered: BTreeSet<&str> = entry["handlers"]
+            .as_array()
+            .expect("handlers")
+            .iter()
+            .map(|h| h.as_str().expect("handler name"))
+            .collect();
+        assert_eq!(named, registered, "handlers of `{}`", def.id);
+        on_error |= def.handlers().iter().any(|h| h.path.ends_with(".on_error"));
+        hooks |= def.hooks.on_success.is_some() && def.hooks.on_failure.is_some();
+        debounce |= def.options.debounce.is_some();
         collect_kinds(&def.nodes, &mut kinds);
         triggers.extend(def.triggers.iter().map(|t| {
             serde_json::to_value(t).expect("trigger")["type"].as_str().expect("type").to_string()
@@ -72,6 +88,7 @@ fn emitted_wdos_are_read_by_the_rust_model() {
     for kind in cronflow_core::TriggerDef::KINDS {
         assert!(triggers.iter().any(|k| k == kind), "the catalog has no `{kind}` trigger");
     }
+    assert!(on_error && hooks && debounce, "the catalog lacks on_error, hooks or debounce");
 }
 
 /// The value with object keys sorted and every number as an `f64`: JavaScript writes `3` where

@@ -23,6 +23,8 @@ export const full = cronflow
     retry: { maxAttempts: 3, backoff: 'linear', delay: '500ms', maxDelay: '10s', jitter: true },
     concurrency: { limit: 4, key: '/customerId' },
     rateLimit: { limit: 100, period: '1m', key: '/tenant' },
+    debounce: { window: '2s', key: '/customerId' },
+    hooks: { onSuccess: noop, onFailure: noop },
   })
   .manual()
   .onSchedule('0 9 * * 1-5', { timezone: 'Europe/Paris' })
@@ -30,10 +32,11 @@ export const full = cronflow
   .onWebhook('/hooks/orders', { method: 'post', secret: 'shh', signatureHeader: 'x-signature' })
   .onEvent('order.created')
   .onPoll('poll-orders', items, { every: '30s', key: '/id' })
-  .step('validate', noop, { timeout: '5s', retry: 2 })
+  .step('validate', noop, { timeout: '5s', retry: 2, onError: noop })
   .action('audit', noop)
   .retry({ maxAttempts: 5, backoff: 'exponential', multiplier: 3, retryOn: ['TimeoutError'] })
   .timeout(1500)
+  .onError(noop)
   .if('big-order', yes)
   .step('approve', noop)
   .elseIf('medium-order', yes)
@@ -43,11 +46,12 @@ export const full = cronflow
   .endIf()
   .parallel('notify', [(b) => b.step('email', noop), (b) => b.step('sms', noop).action('log-sms', noop)])
   .race([(b) => b.step('fast', noop), (b) => b.sleep('slow', '10s')])
-  .forEach('each-line', items, (body) => body.step('reserve', noop), { concurrency: 2 })
+  .forEach('each-line', items, (body) => body.step('reserve', noop).onError(noop), { concurrency: 2 })
   .batch('chunks', items, 50, (body) => body.step('upload', noop))
   .while('poll-status', yes, (body) => body.step('check', noop).sleep('backoff', '1m'), { maxIterations: 10 })
   .sleep('cool-down', 250)
   .sleep('until-date', new Date('2030-01-31T09:00:00Z'))
+  .sleep('until-offset', '2030-01-31T09:00:00+01:00')
   .pause('approval', { timeout: '2d', onTimeout: 'continue', onPause: noop })
   .humanInTheLoop('second-look')
   .waitForEvent('paid', 'payment.received', { match: { orderId: 42 }, timeout: '1h', onTimeout: 'fail' })

@@ -1,6 +1,8 @@
-// Prints a JSON array of the WDOs of `catalog.mjs` (used by the Rust test `tests/js_sdk.rs`).
+// Prints a JSON array of `{ wdo, handlers }` for the workflows of `catalog.mjs`: each WDO and
+// the names of the handlers the SDK registered for it (used by the Rust test `tests/js_sdk.rs`).
 
 import { cronflow } from '../src/index.js';
 import './catalog.mjs';
 
-process.stdout.write(`${JSON.stringify(cronflow.workflows().map((w) => w.toWDO()))}\n`);
+const out = cronflow.workflows().map((w) => ({ wdo: w.toWDO(), handlers: [...w.handlers().keys()] }));
+process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -3,7 +3,7 @@
 
 import { CronflowDefinitionError, checkKeys, idProblem, show } from './errors.js';
 import { wdoDuration } from './duration.js';
-import { concurrency, rateLimit, retryPolicy } from './options.js';
+import { concurrency, debounce, hooks, rateLimit, retryPolicy } from './options.js';
 import { Sequence } from './nodes.js';
 import * as triggers from './triggers.js';
 
@@ -19,7 +19,9 @@ const DEFINE_KEYS = [
   'stepTimeout',
   'concurrency',
   'rateLimit',
+  'debounce',
   'retry',
+  'hooks',
 ];
 
 /**
@@ -109,7 +111,17 @@ export class WorkflowBuilder extends Sequence {
       options.concurrency = concurrency(definition.concurrency, fail);
     }
     if (definition.rateLimit !== undefined) options.rate_limit = rateLimit(definition.rateLimit, fail);
+    if (definition.debounce !== undefined) options.debounce = debounce(definition.debounce, fail);
     this._options = options;
+    this._hooks = {};
+    if (definition.hooks !== undefined) {
+      for (const [hook, fn] of Object.entries(hooks(definition.hooks, fail))) {
+        const name = `${this.id}.${hook}`;
+        const key = hook === 'onSuccess' ? 'on_success' : 'on_failure';
+        scope.register(name, fn, `.hooks.${hook}`);
+        this._hooks[key] = name;
+      }
+    }
     this._triggers = [];
     if (registry.has(this.id)) {
       throw new CronflowDefinitionError(
@@ -163,6 +175,7 @@ export class WorkflowBuilder extends Sequence {
     const wdo = { ...this._head };
     if (this._triggers.length) wdo.triggers = this._triggers;
     if (Object.keys(this._options).length) wdo.options = this._options;
+    if (Object.keys(this._hooks).length) wdo.hooks = this._hooks;
     wdo.nodes = nodes;
     return structuredClone(wdo);
   }

@@ -39,6 +39,38 @@ export interface DefineOptions {
   /** A number is shorthand for `{ limit }`; `key` is a JSON pointer into the payload. */
   concurrency?: number | { limit: number; key?: string };
   rateLimit?: { limit: number; period: Duration; key?: string };
+  /**
+   * Folds a burst of triggers (per value of `key`, a JSON pointer into the payload) into one
+   * run, `window` after the last, with the last payload. A duration is shorthand for `{ window }`.
+   */
+  debounce?: Duration | { window: Duration; key?: string };
+  /**
+   * Run once the tree has finished, before the run's end is recorded (handler names
+   * `<workflow id>.onSuccess` / `.onFailure`). `onSuccess` reads the output in `ctx.last`,
+   * `onFailure` the failure in `ctx.error`. A hook's failure does not change the outcome.
+   */
+  hooks?: { onSuccess?: Handler; onFailure?: Handler };
+}
+
+/** What the handler is called for (`ctx.kind`). */
+export type TaskKind =
+  | 'step'
+  | 'action'
+  | 'condition'
+  | 'poll'
+  | 'items'
+  | 'on_error'
+  | 'on_pause'
+  | 'payload'
+  | 'hook';
+
+/** A recorded task failure, as `ctx.error` gives it: a real `Error`. */
+export interface TaskError extends Error {
+  name: string;
+  message: string;
+  /** The original stack, or `name: message` when the failure had none. */
+  stack: string;
+  code?: string;
 }
 
 /** What a handler receives (provided by the worker runtime). */
@@ -60,6 +92,16 @@ export interface StepContext<P = any> {
     warn(message: string, fields?: Record<string, unknown>): void;
     error(message: string, fields?: Record<string, unknown>): void;
   };
+  /** What the handler is called for. */
+  kind: TaskKind;
+  /** Inside a `forEach` body, the current item; inside a `batch` body, the chunk (an array). */
+  item?: any;
+  /** Inside a `forEach`, `batch` or `while` body, the iteration's index from 0. */
+  index?: number;
+  /** For an `onPause` handler, the token that resumes the pause. */
+  token?: string;
+  /** For an `onError` handler or the `onFailure` hook, the error that ended the attempts. */
+  error?: TaskError;
 }
 
 export type Handler<T = any> = (ctx: StepContext) => T | Promise<T>;
@@ -67,6 +109,11 @@ export type Handler<T = any> = (ctx: StepContext) => T | Promise<T>;
 export interface TaskOptions {
   timeout?: Duration;
   retry?: Retry;
+  /**
+   * Called with `ctx.error` once the attempts are exhausted (handler name `<id>.onError`);
+   * its output stands in for the node's output. Throw to fail the node after all.
+   */
+  onError?: Handler;
 }
 
 export type OnTimeout = 'fail' | 'continue';
@@ -96,6 +143,8 @@ export interface SequenceBuilder {
   retry(policy: Retry): this;
   /** Sets the timeout of the last step or action. */
   timeout(duration: Duration): this;
+  /** Sets the error handler of the last step or action (as the `onError` option does). */
+  onError(fn: Handler): this;
   /** Condition handlers are named `<id>.condition.<i>`. */
   if(name: string, condition: Handler): this;
   /** `name` labels the branch in error messages. */
@@ -139,6 +188,7 @@ export interface WDO {
   description?: string;
   triggers?: Array<Record<string, unknown> & { type: string }>;
   options?: Record<string, unknown>;
+  hooks?: { on_success?: string; on_failure?: string };
   nodes: Array<Record<string, unknown> & { type: string; id: string }>;
 }
 

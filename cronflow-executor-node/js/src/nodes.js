@@ -7,7 +7,7 @@ import { parseDuration, formatDuration, wdoDuration } from './duration.js';
 import { jsonValue, onTimeout, positiveInt, retryPolicy } from './options.js';
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
-const TASK_KEYS = ['timeout', 'retry'];
+const TASK_KEYS = ['timeout', 'retry', 'onError'];
 
 /** The `.while()` iteration cap when `maxIterations` is not given. */
 export const DEFAULT_MAX_ITERATIONS = 1000;
@@ -41,6 +41,16 @@ export class Sequence {
   timeout(duration) {
     const task = this._lastTask('timeout');
     task.node.timeout = wdoDuration(duration, 'timeout', this._failer(`${task.call}.timeout()`));
+    return this;
+  }
+
+  /**
+   * Sets the error handler of the last step or action (handler name `<id>.onError`): called
+   * with `ctx.error` once the attempts are exhausted; its output stands in for the node's.
+   */
+  onError(fn) {
+    const task = this._lastTask('onError');
+    this._onError(task.node, fn, `${task.call}.onError()`);
     return this;
   }
 
@@ -231,7 +241,15 @@ export class Sequence {
     const node = { type, id, handler: this._handler(id, fn, 'the handler', call) };
     if (opts.timeout !== undefined) node.timeout = wdoDuration(opts.timeout, 'timeout', fail);
     if (opts.retry !== undefined) node.retry = retryPolicy(opts.retry, fail);
+    if (opts.onError !== undefined) this._onError(node, opts.onError, call, 'onError');
     return this._push(node, call);
+  }
+
+  _onError(node, fn, call, what = 'the error handler') {
+    if (node.on_error !== undefined) {
+      this._fail(call, `${node.type} '${node.id}' already has an error handler (onError is given once)`);
+    }
+    node.on_error = this._handler(`${node.id}.onError`, fn, what, call);
   }
 
   _branches(type, name, branches) {

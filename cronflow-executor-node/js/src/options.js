@@ -78,6 +78,33 @@ export function rateLimit(value, fail) {
   return out;
 }
 
+/** `'2s'` (the window) or `{ window, key }`. */
+export function debounce(value, fail) {
+  const sub = (message) => fail(`debounce: ${message}`);
+  const options = typeof value === 'string' || typeof value === 'number' ? { window: value } : value;
+  checkKeys(options, ['window', 'key'], sub);
+  if (options?.window === undefined) sub(`'window' is required, such as { window: '2s' }`);
+  const out = { window: wdoDuration(options.window, 'window', sub, { positive: true }) };
+  if (options.key !== undefined) out.key = jsonPointer(options.key, sub);
+  return out;
+}
+
+const HOOKS = ['onSuccess', 'onFailure'];
+
+/** `{ onSuccess, onFailure }`: functions; returns the hooks given, in that order. */
+export function hooks(value, fail) {
+  const sub = (message) => fail(`hooks: ${message}`);
+  const options = checkKeys(value, HOOKS, sub);
+  const out = {};
+  for (const hook of HOOKS) {
+    const fn = options[hook];
+    if (fn === undefined) continue;
+    if (typeof fn !== 'function') sub(`${hook} must be a function, found ${show(fn)}`);
+    out[hook] = fn;
+  }
+  return out;
+}
+
 function jsonPointer(value, fail) {
   if (typeof value !== 'string' || !(value === '' || value.startsWith('/'))) {
     fail(`key must be a JSON pointer into the payload such as '/customerId', found ${show(value)}`);

@@ -91,6 +91,19 @@ export function describeError(e) {
   return out;
 }
 
+/**
+ * The `error` of an on_error handler or on_failure hook as a real `Error` (so `instanceof
+ * Error` holds and rethrowing it fails the task with the same name, message, stack and code).
+ * Its stack is the original one, or `name: message` when the failure had none.
+ */
+export function taskError({ name, message, stack, code } = {}) {
+  const e = new Error(String(message ?? ''));
+  e.name = typeof name === 'string' && name !== '' ? name : 'Error';
+  e.stack = typeof stack === 'string' ? stack : `${e.name}: ${e.message}`;
+  if (code !== undefined && code !== null) e.code = String(code);
+  return e;
+}
+
 class Worker {
   constructor(socket, modulePath, maxFrame) {
     this.socket = socket;
@@ -256,6 +269,12 @@ class Worker {
       deadline: task.deadline ? new Date(task.deadline) : null,
       signal,
       log,
+      // What the task is for, and the control-flow fields (undefined when the task has none).
+      kind: task.kind ?? 'step',
+      item: task.item,
+      index: task.index,
+      token: task.token,
+      error: task.error ? taskError(task.error) : undefined,
     };
   }
 

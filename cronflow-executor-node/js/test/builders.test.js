@@ -17,6 +17,41 @@ test('step and action with options, retry and timeout on the last task', () => {
   assert.equal(w.handlers().get('a'), fn);
 });
 
+test('onError as a task option or chained on the last step or action', () => {
+  const fallback = () => ({ charged: false });
+  const undo = () => null;
+  const w = wf().step('charge', fn, { retry: 3, onError: fallback })
+    .action('notify', fn).onError(undo).timeout('1s')
+    .parallel([(b) => b.step('inner', fn).onError(fallback)]);
+  assert.deepEqual(w.toWDO().nodes, [
+    { type: 'step', id: 'charge', handler: 'charge', retry: { max_attempts: 3, backoff: 'exponential' }, on_error: 'charge.onError' },
+    { type: 'action', id: 'notify', handler: 'notify', on_error: 'notify.onError', timeout: '1s' },
+    { type: 'parallel', id: 'parallel-1', branches: [
+      { nodes: [{ type: 'step', id: 'inner', handler: 'inner', on_error: 'inner.onError' }] }] },
+  ]);
+  assert.deepEqual([...w.handlers().keys()], ['charge', 'charge.onError', 'notify', 'notify.onError', 'inner', 'inner.onError']);
+  assert.equal(w.handlers().get('charge.onError'), fallback);
+  assert.equal(w.handlers().get('notify.onError'), undo);
+});
+
+test('hooks and debounce given to define', () => {
+  const ok = () => 'ok';
+  const bad = () => 'bad';
+  const w = cronflow.define({ id: 'hooked', hooks: { onSuccess: ok, onFailure: bad },
+    debounce: { window: 2000, key: '/customer' } }).step('s', fn);
+  const wdo = w.toWDO();
+  assert.deepEqual(wdo.hooks, { on_success: 'hooked.onSuccess', on_failure: 'hooked.onFailure' });
+  assert.deepEqual(wdo.options, { debounce: { window: '2s', key: '/customer' } });
+  assert.equal(w.handlers().get('hooked.onSuccess'), ok);
+  assert.equal(w.handlers().get('hooked.onFailure'), bad);
+  const one = wf({ hooks: { onFailure: bad }, debounce: '500ms' }).step('s', fn).toWDO();
+  assert.deepEqual(one.hooks, { on_failure: `${one.id}.onFailure` });
+  assert.deepEqual(one.options.debounce, { window: '500ms' });
+  const none = wf({ hooks: {} }).step('s', fn).toWDO();
+  assert.equal('hooks' in none, false);
+  assert.equal('options' in none, false);
+});
+
 test('define options become snake_case workflow options', () => {
   const w = wf({ name: 'N', description: 'D', version: 3, timeout: '1h30m', stepTimeout: 5000,
     retry: 4, concurrency: 2, rateLimit: { limit: 10, period: 60_000, key: '/t' } }).step('s', fn);

@@ -19,10 +19,14 @@ test('the full example uses every builder and registers every handler', () => {
     'pause', 'race', 'sleep', 'step', 'subflow', 'wait_for_event', 'while']);
   assert.deepEqual(wdo.triggers.map((t) => t.type), ['manual', 'schedule', 'interval', 'webhook', 'event', 'poll']);
   assert.deepEqual([...full.handlers().keys()], [
-    'poll-orders', 'validate', 'audit', 'big-order.condition.0', 'approve', 'big-order.condition.1',
+    'catalog-full.onSuccess', 'catalog-full.onFailure', 'poll-orders', 'validate', 'validate.onError',
+    'audit', 'audit.onError', 'big-order.condition.0', 'approve', 'big-order.condition.1',
     'review', 'auto-approve', 'email', 'sms', 'log-sms', 'fast', 'each-line.items', 'reserve',
-    'chunks.items', 'upload', 'poll-status.condition', 'check', 'approval.onPause', 'run-child.payload',
+    'reserve.onError', 'chunks.items', 'upload', 'poll-status.condition', 'check', 'approval.onPause',
+    'run-child.payload',
   ]);
+  assert.deepEqual(wdo.hooks, { on_success: 'catalog-full.onSuccess', on_failure: 'catalog-full.onFailure' });
+  assert.deepEqual(wdo.options.debounce, { window: '2s', key: '/customerId' });
   for (const f of full.handlers().values()) assert.equal(typeof f, 'function');
   assert.deepEqual(nested.toWDO().nodes, [{ type: 'for_each', id: 'outer', items: 'outer.items', nodes: [
     { type: 'if', id: 'inner-if', branches: [{ condition: 'inner-if.condition.0', nodes: [

@@ -20,6 +20,14 @@ test('define errors', () => {
   throwsDef(() => cronflow.define({ id: 'e-x', retries: 3 }), /unknown option 'retries'/);
   throwsDef(() => cronflow.define({ id: 'e-y', timeout: '5 minutes' }), /invalid timeout/);
   throwsDef(() => cronflow.define({ id: 'e-z', concurrency: 0 }), /concurrency: limit must be/);
+  throwsDef(() => cronflow.define({ id: 'e-h1', hooks: { onSucces: fn } }), /\('e-h1'\): hooks: unknown option 'onSucces' \(known options: 'onSuccess', 'onFailure'\)/);
+  throwsDef(() => cronflow.define({ id: 'e-h2', hooks: { onFailure: 'alert' } }), /hooks: onFailure must be a function, found 'alert'/);
+  throwsDef(() => cronflow.define({ id: 'e-h3', hooks: [fn] }), /hooks: options must be an object/);
+  throwsDef(() => cronflow.define({ id: 'e-d1', debounce: { key: '/c' } }), /debounce: 'window' is required/);
+  throwsDef(() => cronflow.define({ id: 'e-d2', debounce: '0s' }), /debounce: window must be greater than zero/);
+  throwsDef(() => cronflow.define({ id: 'e-d3', debounce: { window: 'soon' } }), /debounce: invalid window/);
+  throwsDef(() => cronflow.define({ id: 'e-d4', debounce: { window: '1s', key: 'customer' } }), /debounce: key must be a JSON pointer/);
+  throwsDef(() => cronflow.define({ id: 'e-d5', debounce: { window: '1s', every: 1 } }), /debounce: unknown option 'every'/);
   cronflow.define({ id: 'e-dup' });
   throwsDef(() => cronflow.define({ id: 'e-dup' }), /already defined/);
 });
@@ -41,6 +49,12 @@ test('node errors name the offending call', () => {
   throwsDef(() => wf().subflow('s', 'no way'), /workflow id/);
   throwsDef(() => wf().batch('b', fn, 0, (b) => b.step('x', fn)), /size must be/);
   throwsDef(() => wf().step('x.items', fn).forEach('x', fn, (b) => b.step('y', fn)), /handler name 'x.items'/);
+  throwsDef(() => wf().step('a', fn, { onError: 'fallback' }), /\.step\('a'\): onError must be a function, found 'fallback'/);
+  throwsDef(() => wf().step('a', fn).onError(null), /\.step\('a'\)\.onError\(\): the error handler must be a function, found null/);
+  throwsDef(() => wf().onError(fn), /\.onError\(\): must follow \.step\(\) or \.action\(\)/);
+  throwsDef(() => wf().step('a', fn).sleep('z', '1s').onError(fn), /\.onError\(\): must follow .* last call was \.sleep\('z'\)/);
+  throwsDef(() => wf().action('a', fn, { onError: fn }).onError(fn), /\.action\('a'\)\.onError\(\): action 'a' already has an error handler/);
+  throwsDef(() => wf().step('a.onError', fn).step('a', fn, { onError: fn }), /handler name 'a.onError' is already used/);
 });
 
 test('structure errors: empty branches, unclosed if, empty workflow', () => {

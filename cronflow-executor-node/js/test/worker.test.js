@@ -180,6 +180,39 @@ describe('worker on an ES module', () => {
     });
   });
 
+  test('ctx carries kind, item, index, token and error when the task has them', async () => {
+    const none = await w.run('control');
+    assert.deepEqual(none.output, {
+      kind: 'step', item: '<absent>', index: '<absent>', token: '<absent>', error: '<absent>',
+    });
+    const loop = await w.run('control', { kind: 'items', item: null, index: 0 });
+    assert.deepEqual(loop.output, {
+      kind: 'items', item: null, index: 0, token: '<absent>', error: '<absent>',
+    });
+    const chunk = await w.run('control', { kind: 'step', item: [{ a: 1 }, 'b'], index: 4 });
+    assert.deepEqual([chunk.output.item, chunk.output.index], [[{ a: 1 }, 'b'], 4]);
+    const paused = await w.run('control', { kind: 'on_pause', token: 'resume-me' });
+    assert.deepEqual([paused.output.kind, paused.output.token], ['on_pause', 'resume-me']);
+    const error = { name: 'PaymentDeclined', message: 'card expired', stack: 'PaymentDeclined: card expired\n    at x', code: 'E42' };
+    const failed = await w.run('control', { kind: 'on_error', error });
+    assert.deepEqual(failed.output, {
+      kind: 'on_error', item: '<absent>', index: '<absent>', token: '<absent>',
+      error: { isError: true, ...error },
+    });
+    // Without a stack or code: the stack is `name: message`, never the worker's own frames.
+    const bare = await w.run('control', { kind: 'hook', error: { name: 'TimeoutError', message: 'too slow' } });
+    assert.deepEqual(bare.output.error, {
+      isError: true, name: 'TimeoutError', message: 'too slow', stack: 'TimeoutError: too slow', code: '<absent>',
+    });
+  });
+
+  test('rethrowing ctx.error fails the task with the same error', async () => {
+    const error = { name: 'PaymentDeclined', message: 'card expired', stack: 'PaymentDeclined: card expired\n    at x', code: 'E42' };
+    const r = await w.run('rethrow', { kind: 'on_error', error });
+    assert.equal(r.ok, false);
+    assert.deepEqual(r.error, error);
+  });
+
   test('ctx.log sends log messages tagged with the task id', async () => {
     const r = await w.run('logs');
     const logs = w.messages.filter((m) => m.type === 'log' && m.id === r.id);
