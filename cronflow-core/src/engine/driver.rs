@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use crate::engine::clock::Clock;
 use crate::engine::config::EngineConfig;
 use crate::engine::dispatch::Dispatcher;
+use crate::engine::flow::FlowControl;
 use crate::engine::handle::Triggered;
 use crate::engine::lease::Leases;
 use crate::engine::registry::Registry;
@@ -171,6 +172,8 @@ pub(crate) struct Driver {
     pub(crate) waits: WaitIndex,
     /// Answers to resumes and publishes, and signals between runs.
     pub(crate) replies: WaitReplies,
+    /// Runs waiting for admission (concurrency, rate limits, debounce).
+    pub(crate) flow: FlowControl,
 }
 
 impl Driver {
@@ -207,6 +210,7 @@ impl Driver {
             shutdown: None,
             waits: WaitIndex::default(),
             replies: WaitReplies::default(),
+            flow: FlowControl::default(),
         }
     }
 
@@ -258,6 +262,7 @@ impl Driver {
                 }
             }
             self.fire_timers();
+            self.flow_admit();
             self.drain_signals();
         }
         self.release_all().await;
@@ -289,6 +294,12 @@ impl Driver {
                     self.accepted.push((first, false, reply));
                     return;
                 }
+                let def = Arc::clone(def);
+                let gated = def.is_flow_controlled();
+                if gated && let Some(existing) = self.flow_debounce(&def, &payload) {
+                    self.accepted.push((existing, false, reply));
+                    return;
+                }
                 let run_id = RunId::new();
                 if let Some(key) = &key {
                     self.turn_keys.insert(key.clone(), run_id);
@@ -302,7 +313,11 @@ impl Driver {
                     key,
                     context: context.clone(),
                 });
-                let (machine, commands) = RunMachine::start(Arc::clone(def), run_id, payload, now);
+                let (machine, commands) = if gated {
+                    RunMachine::start_gated(def, run_id, payload, now)
+                } else {
+                    RunMachine::start(def, run_id, payload, now)
+                };
                 self.accepted.push((run_id, true, reply));
                 if self.leases.is_some() && self.runs.len() >= self.config.max_active_runs {
                     // Full: record the run and leave its execution to another instance (its
@@ -318,6 +333,9 @@ impl Driver {
                 let fence = if self.leases.is_some() { 1 } else { 0 };
                 self.runs.insert(run_id, ActiveRun::new(machine, fence, context));
                 self.carry_out(run_id, commands);
+                if gated {
+                    self.flow_accept(run_id);
+                }
             }
             Input::Cancel { run_id, reason, reply } => {
                 let Some(run) = self.runs.get_mut(&run_id) else {
@@ -445,10 +463,7 @@ impl Driver {
         let timer = self.timers.peek().map(|Reverse((at, _))| {
             Instant::now() + (*at - self.clock.now()).to_std().unwrap_or(Duration::ZERO)
         });
-        match (timer, self.shutdown) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, self.shutdown, self.flow.next_wake()].into_iter().flatten().min()
     }
 
     /// Makes this turn's events durable, then answers triggers, dispatches tasks and wakes
@@ -485,7 +500,8 @@ impl Driver {
         }
         self.replies.answer();
         self.release_shed().await;
-        for run_id in self.finished.drain(..) {
+        for run_id in std::mem::take(&mut self.finished) {
+            self.flow_finished(run_id);
             if let Some(run) = self.runs.remove(&run_id) {
                 for watcher in run.watchers {
                     let _ = watcher.send(WatchEnd::Done);

@@ -134,8 +134,15 @@ impl Driver {
                     ids.push(run.id);
                     let commands = machine.resume(now);
                     let context = run.context.clone();
+                    let (gated, admitted) =
+                        (machine.definition().is_flow_controlled(), machine.admitted());
                     self.runs.insert(run.id, ActiveRun::new(machine, fence, context));
                     self.carry_out(run.id, commands);
+                    match (gated, admitted) {
+                        (true, false) => self.flow_accept(run.id),
+                        (true, true) => self.flow_hold(run.id),
+                        _ => {}
+                    }
                     adopted += 1;
                 }
                 Err(e) => {
@@ -182,6 +189,7 @@ impl Driver {
     pub(crate) fn drop_runs(&mut self, runs: &[RunId], end: WatchEnd) {
         for id in runs {
             self.dispatcher.forget_run(*id);
+            self.flow_finished(*id);
             if let Some(run) = self.runs.remove(id) {
                 for watcher in run.watchers {
                     let _ = watcher.send(end);

@@ -13,6 +13,7 @@ mod config;
 mod control;
 mod dispatch;
 mod driver;
+mod flow;
 mod handle;
 mod lease;
 mod registry;

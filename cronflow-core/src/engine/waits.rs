@@ -244,9 +244,17 @@ impl Driver {
             context: Some(context.clone()),
         });
         let fence = if self.leases.is_some() { 1 } else { 0 };
-        let (machine, commands) = RunMachine::start(def, child, payload, now);
+        let gated = def.is_flow_controlled();
+        let (machine, commands) = if gated {
+            RunMachine::start_gated(def, child, payload, now)
+        } else {
+            RunMachine::start(def, child, payload, now)
+        };
         self.runs.insert(child, ActiveRun::new(machine, fence, Some(context)));
         self.carry_out(child, commands);
+        if gated {
+            self.flow_accept(child);
+        }
     }
 
     /// Cancels child run `child` (its parent ended, or its subflow lost a race).
