@@ -36,6 +36,8 @@ pub(crate) struct EngineConfig {
     /// `None`: a third of the lease.
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) claim_interval: Duration,
+    /// A run waiting only on waits due further away than this leaves memory.
+    pub(crate) park_after: Duration,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -62,6 +64,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(10),
             heartbeat: None,
             claim_interval: Duration::from_secs(1),
+            park_after: Duration::from_secs(5),
         }
     }
 }
@@ -174,6 +177,17 @@ impl<S, E> EngineBuilder<S, E> {
     /// On a store that is not shared there is no other instance, and no limit.
     pub fn max_active_runs(mut self, limit: usize) -> Self {
         self.config.max_active_runs = limit;
+        self
+    }
+
+    /// How far away a waiting run's next wake-up must be for the run to leave memory
+    /// (default 5 s). A run whose tasks have all settled and that waits only on `sleep`,
+    /// `pause`, `wait_for_event` or `subflow` nodes is *parked*: its state machine is dropped
+    /// and only its wake-up time and what signals it waits for stay in memory (some tens of
+    /// bytes); it is replayed from the store shortly before its time or when a resume, an
+    /// event, a cancel or its child's end reaches it. `Duration::MAX` never parks.
+    pub fn park_after(mut self, after: Duration) -> Self {
+        self.config.park_after = after;
         self
     }
 

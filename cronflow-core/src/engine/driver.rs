@@ -18,12 +18,14 @@ use crate::engine::dispatch::Dispatcher;
 use crate::engine::flow::FlowControl;
 use crate::engine::handle::Triggered;
 use crate::engine::lease::Leases;
+use crate::engine::park::ParkedRun;
 use crate::engine::registry::Registry;
 use crate::engine::waits::{PausedRun, Signal, WaitIndex, WaitReplies, child_outcome};
 use crate::error::{EngineError, StoreError};
 use crate::event::{RunEvent, RunStatus};
 use crate::id::{RunId, TaskKey};
 use crate::json::Json;
+use crate::machine::token_hash;
 use crate::machine::{Command, RunDefinition, RunMachine};
 use crate::store::{ClaimedRun, CommitBatch, DuplicateRun, FinishedRun, NewRun, Store};
 use crate::task::TaskError;
@@ -139,11 +141,11 @@ pub(crate) struct Driver {
     rx: mpsc::UnboundedReceiver<Input>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
-    config: EngineConfig,
+    pub(crate) config: EngineConfig,
     pub(crate) registry: Registry,
     pub(crate) dispatcher: Dispatcher,
     pub(crate) runs: HashMap<RunId, ActiveRun>,
-    timers: BinaryHeap<Reverse<(DateTime<Utc>, RunId)>>,
+    pub(crate) timers: BinaryHeap<Reverse<(DateTime<Utc>, RunId)>>,
     /// Set when the store is shared by several instances.
     pub(crate) leases: Option<Leases>,
     /// How many more runs the claimer may take for this instance.
@@ -174,6 +176,17 @@ pub(crate) struct Driver {
     pub(crate) replies: WaitReplies,
     /// Runs waiting for admission (concurrency, rate limits, debounce).
     pub(crate) flow: FlowControl,
+    /// Runs out of memory until their wake-up or a signal (`park.rs`).
+    pub(crate) parked: HashMap<RunId, ParkedRun>,
+    /// Parked runs to load before the turn commits.
+    pub(crate) unpark_wanted: HashSet<RunId>,
+    /// Inputs and signals handled again once the parked runs they need are loaded.
+    pub(crate) deferred: Vec<Input>,
+    pub(crate) held_signals: Vec<Signal>,
+    /// Runs that had commands this turn: the candidates for parking after the commit.
+    pub(crate) touched: Vec<RunId>,
+    /// How many runs are parked, kept up to date after every turn (for the handle).
+    parked_gauge: Arc<AtomicUsize>,
 }
 
 impl Driver {
@@ -211,12 +224,23 @@ impl Driver {
             waits: WaitIndex::default(),
             replies: WaitReplies::default(),
             flow: FlowControl::default(),
+            parked: HashMap::new(),
+            unpark_wanted: HashSet::new(),
+            deferred: Vec::new(),
+            held_signals: Vec::new(),
+            touched: Vec::new(),
+            parked_gauge: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// How many more runs the claimer may take, kept up to date after every turn.
     pub(crate) fn room(&self) -> Arc<AtomicUsize> {
         Arc::clone(&self.room)
+    }
+
+    /// How many runs are parked, kept up to date after every turn.
+    pub(crate) fn parked_gauge(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.parked_gauge)
     }
 
     /// Claims every unfinished run this instance may take (all of them when the store is
@@ -264,13 +288,14 @@ impl Driver {
             self.fire_timers();
             self.flow_admit();
             self.drain_signals();
+            self.unpark().await;
         }
         self.release_all().await;
         let interrupted = self.dispatcher.abort_all();
         info!(active_runs = self.runs.len(), interrupted, "engine stopped");
     }
 
-    fn handle(&mut self, input: Input) {
+    pub(crate) fn handle(&mut self, input: Input) {
         let now = self.clock.now();
         match input {
             Input::TaskDone { run_id, key, attempt, result } => {
@@ -337,6 +362,9 @@ impl Driver {
                     self.flow_accept(run_id);
                 }
             }
+            Input::Cancel { run_id, reason, reply } if self.wake_parked(run_id) => {
+                self.after_unpark(Input::Cancel { run_id, reason, reply });
+            }
             Input::Cancel { run_id, reason, reply } => {
                 let Some(run) = self.runs.get_mut(&run_id) else {
                     let _ = reply.send(false);
@@ -348,6 +376,11 @@ impl Driver {
             }
             Input::Watch { run_id, reply } => match self.runs.get_mut(&run_id) {
                 Some(run) => run.watchers.push(reply),
+                None if self.parked.contains_key(&run_id) => {
+                    if let Some(parked) = self.parked.get_mut(&run_id) {
+                        parked.watchers.push(reply);
+                    }
+                }
                 None if self.unresumable.contains(&run_id) => {
                     let _ = reply.send(WatchEnd::Unresumable);
                 }
@@ -369,13 +402,27 @@ impl Driver {
             Input::Claimed(claimed) => self.claimed.extend(claimed),
             Input::Held { held, asked_at } => self.renewed(held, asked_at),
             Input::HeartbeatFailed => self.heartbeat_failed(),
+            Input::Resume { token, payload, reply }
+                if self
+                    .waits
+                    .run_of_token(&token_hash(&token))
+                    .is_some_and(|run| self.wake_parked(run)) =>
+            {
+                self.after_unpark(Input::Resume { token, payload, reply });
+            }
             Input::Resume { token, payload, reply } => {
                 let answer = self.resume_token(&token, payload);
                 self.replies.resumed.push((reply, answer));
             }
+            Input::ResumeWait { run_id, node, payload, reply } if self.wake_parked(run_id) => {
+                self.after_unpark(Input::ResumeWait { run_id, node, payload, reply });
+            }
             Input::ResumeWait { run_id, node, payload, reply } => {
                 let answer = self.resume_wait(run_id, &node, payload);
                 self.replies.resumed.push((reply, answer));
+            }
+            Input::Publish { name, payload, reply } if self.wake_event_waiters(&name) => {
+                self.after_unpark(Input::Publish { name, payload, reply });
             }
             Input::Publish { name, payload, reply } => {
                 let resumed = self.deliver_event(&name, &payload);
@@ -390,6 +437,9 @@ impl Driver {
 
     /// Sorts a machine's commands into this turn's buffers and re-arms its timer.
     pub(crate) fn carry_out(&mut self, run_id: RunId, commands: Vec<Command>) {
+        if !commands.is_empty() {
+            self.touched.push(run_id);
+        }
         for command in commands {
             match command {
                 Command::Record(event) => {
@@ -449,7 +499,10 @@ impl Driver {
                 break;
             }
             self.timers.pop();
-            let Some(run) = self.runs.get_mut(&run_id) else { continue };
+            let Some(run) = self.runs.get_mut(&run_id) else {
+                self.parked_timer(run_id, at);
+                continue;
+            };
             if run.armed != Some(at) {
                 continue; // superseded by an earlier or later timer of the same run
             }
@@ -509,8 +562,10 @@ impl Driver {
             }
         }
         self.dispatcher.flush();
+        self.park_idle();
         let room = self.config.max_active_runs.saturating_sub(self.runs.len());
         self.room.store(room, Ordering::Relaxed);
+        self.parked_gauge.store(self.parked.len(), Ordering::Relaxed);
         true
     }
 }

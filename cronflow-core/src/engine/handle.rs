@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
     /// One permit per trigger waiting to be durable ([`EngineBuilder::max_pending_triggers`](crate::EngineBuilder::max_pending_triggers)).
     pub(crate) pending_triggers: Arc<tokio::sync::Semaphore>,
+    /// How many runs are parked (see [`EngineBuilder::park_after`](crate::EngineBuilder::park_after)).
+    pub(crate) parked: Arc<std::sync::atomic::AtomicUsize>,
     /// The latest definition of every registered workflow, for [`EngineHandle::workflows`].
     pub(crate) definitions: std::sync::RwLock<BTreeMap<String, Arc<RunDefinition>>>,
 }
@@ -183,6 +185,12 @@ impl EngineHandle {
     pub fn pending_triggers(&self) -> usize {
         let limit = self.shared.config.max_pending_triggers;
         limit.saturating_sub(self.shared.pending_triggers.available_permits())
+    }
+
+    /// How many runs are parked right now: waiting out of memory for a far-away wake-up or
+    /// a signal (see [`EngineBuilder::park_after`](crate::EngineBuilder::park_after)).
+    pub fn parked_count(&self) -> usize {
+        self.shared.parked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until run `run_id` has finished and returns its record and history.

@@ -240,7 +240,7 @@ impl Driver {
     /// Gives up the leases of every run still held (at shutdown).
     pub(crate) async fn release_all(&mut self) {
         let Some(leases) = &self.leases else { return };
-        let runs: Vec<RunId> = self.runs.keys().copied().collect();
+        let runs: Vec<RunId> = self.runs.keys().chain(self.parked.keys()).copied().collect();
         if let Err(e) = self.store.release_runs(leases.instance, &runs).await {
             warn!(error = %e, "releasing leases failed; they expire on their own");
         }

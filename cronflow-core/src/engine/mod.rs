@@ -16,6 +16,7 @@ mod driver;
 mod flow;
 mod handle;
 mod lease;
+mod park;
 mod registry;
 mod sources;
 mod waits;
@@ -114,6 +115,7 @@ impl Engine {
             let room = driver.room();
             lease::spawn_background(Arc::clone(&store), tx.clone(), instance, &config, room);
         }
+        let parked = driver.parked_gauge();
         let driver = tokio::spawn(driver.run());
         let max_pending = builder.config.max_pending_triggers;
         let shared = Arc::new(Shared {
@@ -123,6 +125,7 @@ impl Engine {
             config: builder.config,
             definitions: std::sync::RwLock::new(definitions),
             pending_triggers: Arc::new(tokio::sync::Semaphore::new(max_pending)),
+            parked,
         });
         Ok(Engine { handle: EngineHandle { shared }, driver: Some(driver) })
     }

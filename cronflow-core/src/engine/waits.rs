@@ -91,6 +91,16 @@ impl WaitIndex {
         }
     }
 
+    /// The run holding pause token hash `hash`.
+    pub(crate) fn run_of_token(&self, hash: &str) -> Option<RunId> {
+        self.tokens.get(hash).map(|(run, _)| *run)
+    }
+
+    /// The runs that may wait for event `name`.
+    pub(crate) fn event_waiters(&self, name: &str) -> impl Iterator<Item = RunId> + '_ {
+        self.events.get(name).into_iter().flatten().copied()
+    }
+
     /// Notes that `child` is a subflow's run whose parent is `parent`.
     pub(crate) fn note_child(&mut self, child: RunId, parent: RunId) {
         self.parents.insert(child, parent);
@@ -279,6 +289,8 @@ impl Driver {
                     if let Some(run) = self.runs.get_mut(&parent) {
                         let commands = run.machine.child_finished(now, child, outcome);
                         self.carry_out(parent, commands);
+                    } else if self.wake_parked(parent) {
+                        self.held_signals.push(Signal::ChildEnded { parent, child, outcome });
                     }
                 }
             }
@@ -347,6 +359,7 @@ impl Driver {
                 })
             })
             .collect();
+        paused.extend(self.parked.values().flat_map(|p| p.pauses.iter().cloned()));
         paused.sort_by(|a, b| (a.run_id, &a.node).cmp(&(b.run_id, &b.node)));
         paused
     }
