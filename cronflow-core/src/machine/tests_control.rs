@@ -462,3 +462,21 @@ fn a_gated_run_waits_for_admission_and_takes_the_last_merged_payload() {
     assert!(m.merge_trigger(t(3), Json::null()).is_none(), "admitted: nothing merges any more");
     let _ = merged;
 }
+
+/// Found by the property tests: the walk that decides a race had visited an action of a
+/// losing branch still in flight, which marked the walk unsettled, so the run neither
+/// completed nor had anything left to wait for (the action was aborted with its branch).
+#[test]
+fn a_race_won_while_a_losing_branch_has_an_action_in_flight_completes() {
+    let flow = Workflow::new("wf").race("first", |r| {
+        r.branch(|s| s.action("notify").step("slow")).branch(|s| s.step("fast"))
+    });
+    let mut r = Run::start(flow, json!(null));
+    assert_eq!(r.keys(), ["notify", "slow", "fast"]);
+    r.ok(1, "fast", json!("F"));
+    let mut aborted = r.aborted();
+    aborted.sort();
+    assert_eq!(aborted, ["notify", "slow"]);
+    assert_eq!(r.output(), json!("F"));
+    r.check_replay();
+}
