@@ -480,3 +480,35 @@ fn a_race_won_while_a_losing_branch_has_an_action_in_flight_completes() {
     assert_eq!(r.output(), json!("F"));
     r.check_replay();
 }
+
+/// Found by the property tests: signals that came after the run's deadline, before its
+/// timer was handled, were taken (the run could even complete after its deadline), while a
+/// task result at that time is not. They are refused now; the timer ends the run.
+#[test]
+fn signals_after_the_deadline_are_refused_and_the_run_times_out() {
+    let flow = || {
+        Workflow::new("wf").timeout(ms(100)).parallel("all", |p| {
+            p.branch(|s| s.pause("approve"))
+                .branch(|s| s.wait_for_event("paid", "payment"))
+                .branch(|s| s.subflow("child", "other"))
+        })
+    };
+    let mut r = Run::start(flow(), json!(null));
+    let child =
+        r.m.open_waits()
+            .find_map(|(_, w)| match w {
+                Wait::Subflow { child, .. } => Some(*child),
+                _ => None,
+            })
+            .unwrap();
+    let before = r.m.snapshot();
+    assert!(r.m.resume_pause(t(100), &TaskKey::new("approve"), Json::null()).is_none());
+    let (n, c) = r.m.deliver_event(t(150), "payment", &Json::null());
+    assert_eq!((n, c.len()), (0, 0));
+    let outcome = WaitOutcome::ChildCompleted { output: Json::null() };
+    assert!(r.m.child_finished(t(150), child, outcome).is_empty());
+    assert_eq!(r.m.snapshot(), before);
+    r.timeout(150);
+    let RunEvent::RunFailed { failure } = r.end() else { panic!() };
+    assert_eq!(failure.kind, FailureKind::RunTimedOut);
+}
