@@ -52,8 +52,15 @@ impl Sim<'_> {
             (key, Wait::Pause { .. }) => self.resume_key(TaskKey::new(key), value, 0),
             (_, Wait::Event { name, match_fields, .. }) => {
                 let order = match_fields.as_ref().and_then(|f| f["order"].as_u64());
+                let order = order.map(|o| o as u8);
                 let index = EVENT_NAMES.iter().position(|n| n == name).unwrap();
-                self.publish(index, order.map(|o| o as u8), value, 0)
+                // The matching event, or one of the same name whose `order` differs or is
+                // missing (taken only by a wait without `match`).
+                match (pick / 3 / signalled.len()) % 3 {
+                    0 => self.publish(index, order, value, 0),
+                    1 => self.publish(index, Some(order.map_or(0, |o| (o + 1) % 4)), value, 0),
+                    _ => self.publish(index, None, value, 0),
+                }
             }
             (_, Wait::Subflow { child, .. }) => {
                 let child = *child;
@@ -73,6 +80,13 @@ impl Sim<'_> {
                 self.history
             )));
         };
+        // Just before it, nothing is due.
+        let before = at - chrono::Duration::milliseconds(1);
+        if before > self.now {
+            self.now = before;
+            let commands = self.machine.handle_timeout(self.now);
+            prop_assert!(commands.is_empty(), "handle_timeout before {} acted: {:?}", at, commands);
+        }
         self.now = self.now.max(at);
         let commands = self.machine.handle_timeout(self.now);
         let mut turn = self.apply(commands)?;
