@@ -319,10 +319,18 @@ impl RunMachine {
             let branch = &node.branches[won as usize];
             return self.eval_seq(&branch.nodes, last, scope, now, out);
         }
+        // Only the winner's actions may keep the run open: a loser's are aborted below, so
+        // an unsettled mark from walking them would leave the run with nothing to wait for.
+        let outer = std::mem::replace(&mut self.unsettled, false);
+        let mut unsettled = false;
         for (i, branch) in node.branches.iter().enumerate() {
-            match self.eval_seq(&branch.nodes, last, scope, now, out) {
-                Flow::Pending => {}
+            self.unsettled = false;
+            let flow = self.eval_seq(&branch.nodes, last, scope, now, out);
+            let own = std::mem::replace(&mut self.unsettled, outer);
+            match flow {
+                Flow::Pending => unsettled = unsettled || own,
                 settled => {
+                    self.unsettled = outer || own;
                     let branch = u32::try_from(i).unwrap_or(u32::MAX);
                     self.record(now, RunEvent::BranchWon { node: key, branch }, out);
                     for (j, loser) in node.branches.iter().enumerate() {
@@ -334,6 +342,7 @@ impl RunMachine {
                 }
             }
         }
+        self.unsettled = outer || unsettled;
         Flow::Pending
     }
 

@@ -29,14 +29,15 @@ impl RunMachine {
 
     /// Resumes the open pause `key` with `payload` (the pause node's output). `None` if the
     /// run has no open pause with that key (never paused there, already resumed, timed out,
-    /// or the run has ended).
+    /// or the run has ended, or its deadline has passed: its timer ends it, as a task result
+    /// after the deadline does).
     pub fn resume_pause(
         &mut self,
         now: DateTime<Utc>,
         key: &TaskKey,
         payload: Json,
     ) -> Option<Vec<Command>> {
-        if self.status.is_terminal() {
+        if self.status.is_terminal() || self.overdue(now) {
             return None;
         }
         let wait = self.waits.get(key)?;
@@ -55,7 +56,8 @@ impl RunMachine {
     /// Returns how many waits it ended, and the commands.
     ///
     /// The delivery rule: a wait receives an event only if its `wait_started` was applied
-    /// before this call, that is, recorded before the engine took the publish.
+    /// before this call, that is, recorded before the engine took the publish. A run whose
+    /// deadline has passed takes no event (its timer ends it).
     pub fn deliver_event(
         &mut self,
         now: DateTime<Utc>,
@@ -63,7 +65,7 @@ impl RunMachine {
         payload: &Json,
     ) -> (usize, Vec<Command>) {
         let mut out = Vec::new();
-        if self.status.is_terminal() {
+        if self.status.is_terminal() || self.overdue(now) {
             return (0, out);
         }
         let mut parsed = None;
@@ -93,7 +95,9 @@ impl RunMachine {
 
     /// Gives the end of child run `child` to the subflow waiting for it: its output, its
     /// failure or its cancellation (a [`WaitOutcome::ChildCompleted`], `ChildFailed` or
-    /// `ChildCancelled`). Nothing happens if no open subflow waits for that child.
+    /// `ChildCancelled`). Nothing happens if no open subflow waits for that child, or if the
+    /// run's deadline has passed (its timer ends it and cancels the children still waited
+    /// for).
     pub fn child_finished(
         &mut self,
         now: DateTime<Utc>,
@@ -101,7 +105,7 @@ impl RunMachine {
         outcome: WaitOutcome,
     ) -> Vec<Command> {
         let mut out = Vec::new();
-        if self.status.is_terminal() {
+        if self.status.is_terminal() || self.overdue(now) {
             return out;
         }
         let waiting = self.open_waits().find_map(|(key, wait)| match wait {
@@ -113,6 +117,12 @@ impl RunMachine {
             self.advance(now, &mut out);
         }
         out
+    }
+
+    /// Whether the run's deadline has come: a signal then changes nothing, the next
+    /// `handle_timeout` fails the run.
+    fn overdue(&self, now: DateTime<Utc>) -> bool {
+        self.deadline().is_some_and(|deadline| deadline <= now)
     }
 
     /// Lets a flow-controlled run start (records `run_admitted`). Does nothing if it was

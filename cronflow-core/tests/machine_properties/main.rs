@@ -1,12 +1,17 @@
 //! Property tests of the sans-IO run state machine ([`RunMachine`]) through the public API.
 //!
-//! Random valid workflows (steps, actions, `if` and `parallel`, nested up to three levels, with
-//! random retry policies and whole-run timeouts) are driven by a simulated executor on a
-//! virtual clock. A script drawn by proptest decides at each step whether to answer an
-//! in-flight task with a success or a failure, feed a stale or duplicate result, let time pass
-//! (firing due timers) or cancel the run. After every step the live machine is compared with a
-//! reference model of the tree, with a machine replayed from the history so far, and with what
-//! `resume` would dispatch after a crash at that instant.
+//! Random valid workflows of every node kind (steps and actions with retry policies and
+//! `on_error` handlers, `if`, `parallel`, `race`, `for_each`, `batch`, `while`, `sleep`,
+//! `pause`, `wait_for_event`, `subflow`, `cancel`, nested up to three levels, with hooks and
+//! whole-run timeouts) are driven by a simulated world on a virtual clock. A script drawn by
+//! proptest decides at each step whether to answer an in-flight task with a success or a
+//! failure, feed a stale or duplicate result, let time pass (firing due timers), cancel the
+//! run, resume a pause, publish an event (matching or not), end a child run, send a signal
+//! that must be refused, or crash (replay the history and resume). After every step the live
+//! machine is compared with a reference model of the tree, with a machine replayed from the
+//! history so far, and with what `resume` would dispatch after a crash at that instant.
+//!
+//! `PROPTEST_CASES` scales every property's case count (the defaults below when unset).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +29,9 @@ use serde_json::json;
 use crate::sim::Sim;
 use crate::strategies::case;
 
+mod build;
 mod model;
+mod shapes;
 mod sim;
 mod strategies;
 
@@ -35,7 +42,12 @@ fn t0() -> DateTime<Utc> {
     Utc.timestamp_millis_opt(1_700_000_000_000).unwrap()
 }
 
-fn config(cases: u32) -> ProptestConfig {
+/// `default` cases, or `PROPTEST_CASES` scaled by `default / 256` when it is set.
+fn config(default: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+        .map_or(default, |n| (n * u64::from(default) / 256).max(1) as u32);
     ProptestConfig {
         cases,
         // Regressions are written up as the deterministic tests below instead.
@@ -45,27 +57,40 @@ fn config(cases: u32) -> ProptestConfig {
     }
 }
 
-proptest! {
-    #![proptest_config(config(512))]
+fn run_case(case: &strategies::Case) -> Result<(), TestCaseError> {
+    case.def.def.validate().map_err(|e| TestCaseError::fail(format!("invalid WDO: {e}")))?;
+    let mut sim = Sim::start(case)?;
+    sim.run()
+}
 
-    /// Random workflows under random results, failures, stale answers, timers and cancels.
+proptest! {
+    #![proptest_config(config(384))]
+
+    /// Random workflows of every node kind under random results, failures, stale answers,
+    /// timers, cancels, signals and crashes.
     #[test]
-    fn random_runs_keep_every_invariant(case in case(true)) {
-        case.def.def.validate().map_err(|e| TestCaseError::fail(format!("invalid WDO: {e}")))?;
-        let mut sim = Sim::start(&case)?;
-        sim.run()?;
+    fn random_runs_keep_every_invariant(case in case(true, true)) {
+        run_case(&case)?;
     }
 }
 
 proptest! {
     #![proptest_config(config(128))]
 
-    /// Without injected failures and cancels every run completes (or hits its run timeout).
+    /// Deeper trees of steps, actions, `if` and `parallel` only.
     #[test]
-    fn fault_free_runs_complete(case in case(false)) {
-        case.def.def.validate().map_err(|e| TestCaseError::fail(format!("invalid WDO: {e}")))?;
-        let mut sim = Sim::start(&case)?;
-        sim.run()?;
+    fn random_runs_of_the_first_kinds_keep_every_invariant(case in case(true, false)) {
+        run_case(&case)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// Without injected failures and cancels no task fails and no child fails.
+    #[test]
+    fn fault_free_runs_end_as_their_tree_says(case in case(false, true)) {
+        run_case(&case)?;
     }
 }
 

