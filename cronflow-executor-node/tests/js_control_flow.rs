@@ -234,19 +234,14 @@ async fn a_js_pause_survives_an_engine_restart_on_the_sqlite_file() {
     std::fs::create_dir(&done_dir).expect("dir");
     let done = engine.handle().trigger("cf-pause", json!({ "dir": done_dir })).await.unwrap();
     let done_token = token(await_file(&done_dir.join("token")).await);
-    let recorded = tokio::time::timeout(LIMIT, async {
-        while engine.handle().report(done).await.unwrap().task_output("approval#on_pause").is_none()
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    recorded.await.expect("the onPause handler's success was never recorded");
+    on_pause_recorded(&engine.handle(), done).await;
     engine.shutdown(Duration::from_millis(200)).await.expect("engine shutdown");
 
     let engine = start(defs).await;
     let handle = engine.handle();
     let second = token(await_file(&token_file).await);
     assert_ne!(first, second, "the restarted pause issues a new token");
+    on_pause_recorded(&handle, run).await;
     let paused = handle.paused_runs().await.expect("paused runs");
     let mut paused: Vec<RunId> = paused.iter().map(|p| p.run_id).collect();
     paused.sort();
@@ -267,4 +262,14 @@ async fn a_js_pause_survives_an_engine_restart_on_the_sqlite_file() {
     assert!(matches!(again, Err(EngineError::UnknownResumeToken)), "{again:?}");
     engine.shutdown(Duration::from_secs(5)).await.expect("engine shutdown");
     exec.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Waits until run `run` has recorded the success of its `onPause` handler.
+async fn on_pause_recorded(handle: &EngineHandle, run: RunId) {
+    let recorded = tokio::time::timeout(LIMIT, async {
+        while handle.report(run).await.unwrap().task_output("approval#on_pause").is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    recorded.await.expect("the onPause handler's success was never recorded");
 }

@@ -34,6 +34,7 @@ pub(crate) fn all(ctx: &Arc<Ctx>) -> Vec<(&'static str, Scenario)> {
         ("sleep", boxed(ctx, waits::sleep)),
         ("pause", boxed(ctx, waits::pause)),
         ("pause timeout", boxed(ctx, waits::pause_timeout)),
+        ("resume while onPause runs", boxed(ctx, waits::resume_while_on_pause_runs)),
         ("waitForEvent", boxed(ctx, waits::wait_for_event)),
         ("waitForEvent timeout", boxed(ctx, waits::wait_for_event_timeout)),
         ("subflow", boxed(ctx, waits::subflow)),
@@ -42,6 +43,9 @@ pub(crate) fn all(ctx: &Arc<Ctx>) -> Vec<(&'static str, Scenario)> {
         ("onError", boxed(ctx, on_error)),
         ("hooks", boxed(ctx, hooks)),
         ("flow control", boxed(ctx, flow_control)),
+        ("pauses in a loop", boxed(ctx, waits::pauses_in_a_loop)),
+        ("nested loops", boxed(ctx, nested_loops)),
+        ("event trigger and wait", boxed(ctx, waits::event_trigger_and_wait)),
     ]
 }
 
@@ -266,5 +270,33 @@ async fn flow_control(ctx: Arc<Ctx>) -> Option<RunId> {
         completed(&report);
         assert_eq!(output(&report), json!({ "user": "ada" }), "{id}");
     }
+    None
+}
+
+/// A forEach inside a while: each round fans out again and sees its own round's index.
+async fn nested_loops(ctx: Arc<Ctx>) -> Option<RunId> {
+    let report = ctx.run("cf-rounds", json!({})).await;
+    completed(&report);
+    let fan = json!([{ "item": "x", "index": 0 }, { "item": "y", "index": 1 }]);
+    assert_eq!(output(&report), json!({ "round": 2, "fan": fan }));
+    let mut keys = succeeded(&report);
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "fan#items@0",
+            "fan#items@1",
+            "init",
+            "leaf@0.0",
+            "leaf@0.1",
+            "leaf@1.0",
+            "leaf@1.1",
+            "rounds#while@0",
+            "rounds#while@1",
+            "rounds#while@2",
+            "tally@0",
+            "tally@1",
+        ]
+    );
     None
 }

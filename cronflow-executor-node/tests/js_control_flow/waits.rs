@@ -53,6 +53,12 @@ pub(crate) async fn pause(ctx: Arc<Ctx>) -> Option<RunId> {
     let open = paused.iter().find(|p| p.run_id == run).expect("the run is listed as paused");
     assert_eq!((open.workflow_id.as_str(), open.node.as_str()), ("cf-pause", "approval"));
     assert!(open.timeout_at.is_some());
+    // Resumed before the handler's result is recorded, the run could end first (see
+    // `resume_while_on_pause_runs`); wait for it so that the history is the same every time.
+    ctx.recorded(run, "the onPause handler's success", |e| {
+        matches!(e, RunEvent::TaskSucceeded { task, .. } if task.as_str() == "approval#on_pause")
+    })
+    .await;
 
     let resumed = ctx.handle.resume(&token, json!({ "ok": true })).await.expect("resume");
     assert_eq!(resumed, run);
@@ -157,5 +163,84 @@ pub(crate) async fn cancel_parent(ctx: Arc<Ctx>) -> Option<RunId> {
     let child = ctx.finish(*child).await;
     assert_eq!(child.status(), RunStatus::Cancelled, "{child:#?}");
     assert_eq!(child.attempts("child-done"), 0);
+    None
+}
+
+/// A pause per item of a forEach: each iteration's `onPause` gets its own token (and its item);
+/// resuming each ends its iteration.
+pub(crate) async fn pauses_in_a_loop(ctx: Arc<Ctx>) -> Option<RunId> {
+    let dir = ctx.dir("approvals");
+    let run = ctx.start("cf-approvals", json!({ "dir": dir, "people": ["ann", "bob"] })).await;
+    let ann = await_file(&dir.join("token-0")).await;
+    let bob = await_file(&dir.join("token-1")).await;
+    assert_eq!((&ann["item"], &ann["index"]), (&json!("ann"), &json!(0)));
+    assert_eq!((&bob["item"], &bob["index"]), (&json!("bob"), &json!(1)));
+    let paused = ctx.handle.paused_runs().await.expect("paused runs");
+    let mut nodes: Vec<&str> =
+        paused.iter().filter(|p| p.run_id == run).map(|p| p.node.as_str()).collect();
+    nodes.sort();
+    assert_eq!(nodes, ["sign@0", "sign@1"]);
+    ctx.handle.resume(bob["token"].as_str().unwrap(), json!("no")).await.expect("resume bob");
+    ctx.handle.resume(ann["token"].as_str().unwrap(), json!("yes")).await.expect("resume ann");
+    let report = ctx.finish(run).await;
+    completed(&report);
+    assert_eq!(
+        output(&report),
+        json!([{ "who": "ann", "said": "yes" }, { "who": "bob", "said": "no" }])
+    );
+    None
+}
+
+/// One published event starts a run of the workflow it triggers and ends another run's wait;
+/// publishing again with the same key starts nothing new.
+pub(crate) async fn event_trigger_and_wait(ctx: Arc<Ctx>) -> Option<RunId> {
+    let run = ctx.start("cf-awaits-shipped", json!({})).await;
+    ctx.recorded(run, "the wait for the event", |e| matches!(e, RunEvent::WaitStarted { .. }))
+        .await;
+    let event = json!({ "parcel": 9 });
+    let published = ctx
+        .handle
+        .publish_event("cf-shipped", Json::from(event.clone()), Some("parcel-9"))
+        .await
+        .expect("publish");
+    assert_eq!(published.resumed, 1);
+    assert_eq!(published.started.len(), 1, "{published:?}");
+    assert!(published.started[0].created);
+    let report = ctx.finish(run).await;
+    completed(&report);
+    assert_eq!(output(&report), json!({ "shipped": event }));
+    let started = ctx.finish(published.started[0].run_id).await;
+    completed(&started);
+    assert_eq!(started.run.workflow_id, "cf-on-shipped");
+    let seen = output(&started);
+    assert_eq!(seen["payload"], event);
+    assert_eq!(seen["trigger"], json!({ "type": "event", "name": "cf-shipped" }));
+
+    let again = ctx
+        .handle
+        .publish_event("cf-shipped", Json::from(event), Some("parcel-9"))
+        .await
+        .expect("publish again");
+    assert_eq!(again.resumed, 0);
+    assert_eq!(again.started.len(), 1);
+    assert_eq!(again.started[0].run_id, published.started[0].run_id);
+    assert!(!again.started[0].created, "the key was taken");
+    None
+}
+
+/// Resuming while the `onPause` handler still runs ends the pause; once the run has completed,
+/// the handler, still running, is aborted (its result would no longer matter).
+pub(crate) async fn resume_while_on_pause_runs(ctx: Arc<Ctx>) -> Option<RunId> {
+    let dir = ctx.dir("pause-held");
+    let run = ctx.start("cf-pause", json!({ "dir": dir, "hold": true })).await;
+    let token = await_file(&dir.join("token")).await["token"].as_str().unwrap().to_owned();
+    await_file(&dir.join("held")).await;
+    ctx.handle.resume(&token, json!({ "ok": true })).await.expect("resume");
+    let report = ctx.finish(run).await;
+    completed(&report);
+    assert_eq!(output(&report), json!({ "approved": { "ok": true } }));
+    assert_eq!(succeeded(&report), ["ship"]);
+    let aborted = await_file(&dir.join("on-pause-aborted")).await;
+    assert_eq!(aborted, json!({ "reason": "AbortError" }));
     None
 }
