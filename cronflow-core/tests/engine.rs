@@ -213,10 +213,8 @@ async fn bad_requests_get_typed_errors() {
     let err = handle.wait(cronflow_core::RunId::new()).await.unwrap_err();
     assert!(matches!(err, EngineError::UnknownRun(_)), "{err}");
 
-    let recovering = Workflow::new("recovering")
-        .step_with("a", |t| t.on_error("fallback"))
-        .build()
-        .unwrap();
+    let recovering =
+        Workflow::new("recovering").step_with("a", |t| t.on_error("fallback")).build().unwrap();
     let err = handle.register(recovering).await.unwrap_err();
     assert!(
         matches!(&err, EngineError::MissingHandler { handler, path, .. }

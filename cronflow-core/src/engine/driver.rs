@@ -23,6 +23,7 @@ use crate::event::{RunEvent, RunStatus};
 use crate::id::{RunId, TaskKey};
 use crate::json::Json;
 use crate::machine::{Command, RunDefinition, RunMachine};
+use crate::state::StateHandles;
 use crate::store::{ClaimedRun, CommitBatch, DuplicateRun, FinishedRun, NewRun, Store};
 use crate::task::TaskError;
 
@@ -142,6 +143,8 @@ pub(crate) struct Driver {
     /// Runs triggered here while full, committed and then released for other instances.
     pub(crate) shed: Vec<RunId>,
     shutdown: Option<Instant>,
+    /// The workflow state handle set on every task, one per workflow.
+    state: StateHandles,
 }
 
 impl Driver {
@@ -155,6 +158,8 @@ impl Driver {
         leases: Option<Leases>,
     ) -> Self {
         let room = Arc::new(AtomicUsize::new(config.max_active_runs));
+        let state =
+            StateHandles::new(Arc::clone(&store), Arc::clone(&clock), config.max_payload_bytes);
         Self {
             rx,
             store,
@@ -176,6 +181,7 @@ impl Driver {
             unresumable: HashSet::new(),
             shed: Vec::new(),
             shutdown: None,
+            state,
         }
     }
 
@@ -349,6 +355,7 @@ impl Driver {
                     if let Some(run) = self.runs.get(&run_id) {
                         task.context.trigger = run.trigger.clone();
                     }
+                    task.context.state = Some(self.state.workflow(&task.workflow_id));
                     self.dispatcher.submit(*task)
                 }
                 Command::Abort { key, attempt } => self.dispatcher.abort(run_id, &key, attempt),
