@@ -119,6 +119,94 @@ fn result_line(req: u64, answer: Answer, max_frame: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::Pending;
+    use cronflow_core::{MemoryStore, SystemClock};
+    use tokio::sync::{mpsc, oneshot, watch};
+
+    /// A worker without a process, holding task 1 with the state of workflow `w`; and the
+    /// receiver of the lines it sends.
+    fn worker() -> (Arc<Worker>, mpsc::UnboundedReceiver<String>, StateHandle) {
+        let (out, lines) = mpsc::unbounded_channel();
+        let (stops, _) = mpsc::unbounded_channel();
+        let (_, exited) = watch::channel(false);
+        let worker = Arc::new(Worker::new(1, 0, out, stops, exited, 1 << 20));
+        let state =
+            StateHandle::new_workflow(Arc::new(MemoryStore::new()), Arc::new(SystemClock), "w");
+        let (reply, _) = oneshot::channel();
+        let pending = Pending {
+            reply,
+            run_id: "r".into(),
+            node_id: Arc::from("n"),
+            state: Some(state.clone()),
+        };
+        assert!(worker.register(1, pending).is_ok());
+        (worker, lines, state)
+    }
+
+    async fn ask(
+        worker: &Arc<Worker>,
+        lines: &mut mpsc::UnboundedReceiver<String>,
+        request: &str,
+    ) -> serde_json::Value {
+        let message: Incoming<'_> = serde_json::from_str(request).unwrap();
+        serve(worker, &message).unwrap();
+        serde_json::from_str(lines.recv().await.unwrap().trim_end()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_are_served_with_the_state_of_their_task() {
+        let (worker, mut lines, state) = worker();
+        let set = r#"{"type":"state","id":1,"req":1,"op":"set","scope":"workflow","key":"k","value":{"a":1},"ttl_ms":60000}"#;
+        assert_eq!(
+            ask(&worker, &mut lines, set).await,
+            json!({"type":"state_result","req":1,"ok":true})
+        );
+        assert_eq!(state.get_as::<serde_json::Value>("k").await.unwrap(), Some(json!({"a":1})));
+        let get = r#"{"type":"state","id":1,"req":2,"op":"get","key":"k"}"#;
+        assert_eq!(ask(&worker, &mut lines, get).await["value"], json!({"a":1}));
+        let incr =
+            r#"{"type":"state","id":1,"req":3,"op":"incr","scope":"global","key":"n","by":5}"#;
+        assert_eq!(ask(&worker, &mut lines, incr).await["value"], 5);
+        assert_eq!(state.global().get_as::<i64>("n").await.unwrap(), Some(5));
+        let missing = r#"{"type":"state","id":1,"req":4,"op":"get","key":"nope"}"#;
+        assert!(ask(&worker, &mut lines, missing).await.get("value").is_none(), "absent: no value");
+        let delete = r#"{"type":"state","id":1,"req":5,"op":"delete","key":"k"}"#;
+        assert_eq!(ask(&worker, &mut lines, delete).await["value"], true);
+
+        // Bad requests are answered with typed errors, never a protocol error.
+        for (request, name) in [
+            (
+                r#"{"type":"state","id":1,"req":6,"op":"incr","key":"k","scope":"elsewhere"}"#,
+                "InvalidStateRequest",
+            ),
+            (r#"{"type":"state","id":1,"req":7,"op":"merge","key":"k"}"#, "InvalidStateRequest"),
+            (r#"{"type":"state","id":1,"req":8,"op":"set","key":"k"}"#, "InvalidStateRequest"),
+            (r#"{"type":"state","id":1,"req":9,"op":"get","key":""}"#, "InvalidStateKey"),
+            (
+                r#"{"type":"state","id":1,"req":10,"op":"set","key":"k","value":1,"ttl_ms":0}"#,
+                "InvalidStateTtl",
+            ),
+            (r#"{"type":"state","id":2,"req":11,"op":"get","key":"k"}"#, "StateUnavailable"),
+        ] {
+            let answer = ask(&worker, &mut lines, request).await;
+            assert_eq!(
+                (answer["ok"].clone(), answer["error"]["name"].clone()),
+                (json!(false), json!(name)),
+                "{request}"
+            );
+            assert_eq!(answer["error"]["retryable"], false);
+        }
+        let no_req: Incoming<'_> =
+            serde_json::from_str(r#"{"type":"state","id":1,"op":"get","key":"k"}"#).unwrap();
+        assert!(serve(&worker, &no_req).is_err(), "nothing to answer: a protocol error");
+
+        // Once the engine gave up on the task, its handler may not use state any more.
+        assert!(worker.abandon(1));
+        let late = r#"{"type":"state","id":1,"req":12,"op":"incr","key":"n"}"#;
+        let answer = ask(&worker, &mut lines, late).await;
+        assert_eq!(answer["error"]["name"], "StateUnavailable");
+        assert!(answer["error"]["message"].as_str().unwrap().contains("no longer in flight"));
+    }
 
     #[test]
     fn answers_are_one_line_and_never_over_the_frame() {
