@@ -80,6 +80,141 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(String),
+    /// [`Store::state_incr`](crate::Store::state_incr) found a live value that is not an
+    /// integer (a JSON number without fraction or exponent that fits an `i64`). Nothing was
+    /// changed.
+    #[error(
+        "state key `{key}` in namespace `{namespace}` holds a value that is not an integer; incr needs an integer"
+    )]
+    NotAnInteger {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+    },
+    /// [`Store::state_incr`](crate::Store::state_incr) would take the value outside the range
+    /// of an `i64`. Nothing was changed.
+    #[error(
+        "incrementing state key `{key}` in namespace `{namespace}` by {by} overflows a 64-bit integer"
+    )]
+    IncrOverflow {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+        /// The increment.
+        by: i64,
+    },
+}
+
+/// A [`StateHandle`](crate::StateHandle) operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The key is empty, longer than [`MAX_STATE_KEY_BYTES`](crate::MAX_STATE_KEY_BYTES) or
+    /// holds a NUL character.
+    #[error("invalid state key: {reason}")]
+    InvalidKey {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TTL is zero or too large to be a point in time.
+    #[error("invalid state TTL: {reason}")]
+    InvalidTtl {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The value's JSON text is larger than the limit (the engine's
+    /// [`max_payload_bytes`](crate::EngineBuilder::max_payload_bytes)).
+    #[error("state value for key `{key}` is {size} bytes, over the limit of {limit} bytes")]
+    ValueTooLarge {
+        /// The key.
+        key: String,
+        /// Size of the value's JSON text.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A value could not be serialised to JSON, or a stored value could not be deserialised
+    /// into the type asked for.
+    #[error("state value for key `{key}`: {source}")]
+    Value {
+        /// The key.
+        key: String,
+        /// The serde error.
+        source: serde_json::Error,
+    },
+    /// `incr` on a live value that is not an integer; nothing was changed.
+    #[error(
+        "state key `{key}` in namespace `{namespace}` holds a value that is not an integer; incr needs an integer"
+    )]
+    NotAnInteger {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+    },
+    /// `incr` would overflow an `i64`; nothing was changed.
+    #[error(
+        "incrementing state key `{key}` in namespace `{namespace}` by {by} overflows a 64-bit integer"
+    )]
+    Overflow {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+        /// The increment.
+        by: i64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl StateError {
+    /// A stable name for the error, as the executor protocol reports it to handlers
+    /// (`InvalidStateKey`, `InvalidStateTtl`, `StateValueTooLarge`, `InvalidStateValue`,
+    /// `NotAnInteger`, `IncrOverflow`, `StoreError`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StateError::InvalidKey { .. } => "InvalidStateKey",
+            StateError::InvalidTtl { .. } => "InvalidStateTtl",
+            StateError::ValueTooLarge { .. } => "StateValueTooLarge",
+            StateError::Value { .. } => "InvalidStateValue",
+            StateError::NotAnInteger { .. } => "NotAnInteger",
+            StateError::Overflow { .. } => "IncrOverflow",
+            StateError::Store(_) => "StoreError",
+        }
+    }
+
+    /// Whether trying again may succeed: only a store failure may be transient; bad input
+    /// stays bad.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StateError::Store(_))
+    }
+
+    /// The error as a handler's [`TaskError`](crate::TaskError): named by
+    /// [`StateError::name`], retryable only if [`StateError::is_retryable`]. (The `?`
+    /// operator converts any error into a retryable `TaskError` named `Error`; use this
+    /// with `map_err` to keep the name.)
+    pub fn into_task_error(self) -> crate::task::TaskError {
+        let error = crate::task::TaskError::new(self.name(), self.to_string());
+        if self.is_retryable() { error } else { error.non_retryable() }
+    }
+}
+
+impl From<StoreError> for StateError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotAnInteger { namespace, key } => {
+                StateError::NotAnInteger { namespace, key }
+            }
+            StoreError::IncrOverflow { namespace, key, by } => {
+                StateError::Overflow { namespace, key, by }
+            }
+            other => StateError::Store(other),
+        }
+    }
 }
 
 /// An engine operation failed.

@@ -72,6 +72,9 @@
 //!   its id is routed to, the rest to a default.
 //! - **Stores** ([`Store`]): where runs live. [`MemoryStore`] for tests;
 //!   `cronflow-store` for SQLite.
+//! - **Workflow state** ([`StateHandle`]): a durable key-value store per workflow
+//!   (`workflow:<id>`) and a global one, with TTLs and atomic `incr`; handlers reach it
+//!   through [`TaskContext::state`], hosts through [`EngineHandle::state`].
 //!
 //! # Guarantees
 //!
@@ -90,6 +93,7 @@ mod id;
 mod json;
 mod machine;
 mod retry;
+mod state;
 mod store;
 mod task;
 mod wdo;
@@ -99,7 +103,7 @@ pub use engine::{
     Clock, Engine, EngineBuilder, EngineHandle, MAX_TRIGGER_KEY_BYTES, NoExecutor, NoStore,
     PausedRun, Published, SystemClock, TokioClock, TriggerOptions, Triggered,
 };
-pub use error::{EngineError, StoreError, WdoError, WdoProblem};
+pub use error::{EngineError, StateError, StoreError, WdoError, WdoProblem};
 pub use event::{
     FailureKind, RecordedEvent, RunEvent, RunFailure, RunRecord, RunReport, RunStatus, Wait,
     WaitOutcome,
@@ -114,6 +118,10 @@ pub use machine::{
     Command, MachineSnapshot, ReplayError, RunDefinition, RunMachine, TaskSnapshot, token_hash,
 };
 pub use retry::{Backoff, RetryPolicy};
+pub use state::{
+    DEFAULT_MAX_STATE_VALUE_BYTES, GLOBAL_STATE_NAMESPACE, MAX_STATE_KEY_BYTES, StateHandle,
+    WORKFLOW_STATE_PREFIX,
+};
 pub use store::{
     Claim, ClaimedRun, CommitBatch, CommitOutcome, DuplicateRun, FinishedRun, MemoryStore, NewRun,
     RunQuery, Store, StoredRun,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{RunId, TaskKey};
 use crate::json::Json;
+use crate::state::StateHandle;
 
 /// What a task is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +146,9 @@ pub struct TaskContext {
     pub token: Option<Arc<str>>,
     /// For an `on_error` handler or an `on_failure` hook, the error that ended the attempts.
     pub error: Option<TaskError>,
+    /// The workflow's durable state (see [`TaskContext::state`]), set by the engine on every
+    /// task it hands to an executor; `None` in a context built by hand.
+    pub state: Option<StateHandle>,
 }
 
 impl TaskContext {
@@ -165,6 +169,36 @@ impl TaskContext {
         out.parse().map_err(|e| {
             TaskError::new("StepOutputError", format!("step `{id}`: {e}")).non_retryable()
         })
+    }
+
+    /// The workflow's durable key-value state (namespace `workflow:<id>`); its
+    /// [`global`](StateHandle::global) is shared by every workflow. Fails with a
+    /// non-retryable `NoState` error when the context has none (built by hand, not by the
+    /// engine).
+    ///
+    /// ```
+    /// # use cronflow_core::{InProcessExecutor, TaskError};
+    /// let executor = InProcessExecutor::new().handler("count", |task| async move {
+    ///     let state = task.context.state()?;
+    ///     let seen = state.incr("seen", 1).await.map_err(|e| e.into_task_error())?;
+    ///     Ok::<_, TaskError>(seen)
+    /// });
+    /// # let _ = executor;
+    /// ```
+    pub fn state(&self) -> Result<&StateHandle, TaskError> {
+        self.state.as_ref().ok_or_else(|| {
+            TaskError::new(
+                "NoState",
+                "this task context has no workflow state (it was not built by the engine)",
+            )
+            .non_retryable()
+        })
+    }
+
+    /// The global state, shared by every workflow (namespace `global`); fails like
+    /// [`TaskContext::state`].
+    pub fn global_state(&self) -> Result<StateHandle, TaskError> {
+        self.state().map(StateHandle::global)
     }
 
     /// Deserialises the previous node's output.

@@ -135,8 +135,12 @@ impl NodeExecutor {
             .non_retryable());
         }
         let (reply, answer) = oneshot::channel();
-        let mut pending =
-            Pending { reply, run_id: task.run_id.to_string(), node_id: task.node_id.clone() };
+        let mut pending = Pending {
+            reply,
+            run_id: task.run_id.to_string(),
+            node_id: task.node_id.clone(),
+            state: task.context.state.clone(),
+        };
         let no_worker_limit = tokio::time::Instant::now() + pool.config.startup_timeout;
         let worker = loop {
             let notified = pool.capacity.notified();

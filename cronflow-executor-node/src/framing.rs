@@ -100,7 +100,7 @@ fn push_str_literal(out: &mut String, text: &str) {
 
 /// Appends a raw JSON document. Valid JSON holds a raw newline only as whitespace outside
 /// strings, so replacing it by a space keeps the document and the framing intact.
-fn push_raw(out: &mut String, json: &Json) {
+pub(crate) fn push_raw(out: &mut String, json: &Json) {
     let text = json.as_str();
     if text.contains('\n') {
         out.push_str(&text.replace('\n', " "));

@@ -67,6 +67,10 @@
 //! - **Logs**: `ctx.log.*` and `console.*` inside a handler become `tracing` events with
 //!   `run`, `node` and `fields`; other worker output goes to `tracing` line by line with
 //!   `worker`, `pid` and `stream`. User output never touches the protocol channel.
+//! - **Workflow state**: `ctx.state.get/set/incr/delete` (and `ctx.state.global.*`) in a
+//!   handler send `state` requests over the worker's socket; the pool serves them with the
+//!   task's [`StateHandle`](cronflow_core::StateHandle) (the engine sets it on every task)
+//!   and answers `state_result`. Only a task in flight may use it.
 //! - **Handlers**: [`has_handler`](cronflow_core::Executor::has_handler) answers from the
 //!   handler names referenced by the module's WDOs.
 
@@ -77,6 +81,7 @@ mod framing;
 mod pool;
 mod process;
 mod startup;
+mod state;
 mod worker;
 
 pub use builder::NodeExecutorBuilder;

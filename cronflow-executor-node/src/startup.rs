@@ -121,7 +121,7 @@ pub(crate) async fn start(
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
     let (stop_tx, stop_rx) = mpsc::unbounded_channel::<Stop>();
     let (exited_tx, exited_rx) = watch::channel(false);
-    let worker = Arc::new(Worker::new(number, pid, out_tx, stop_tx, exited_rx));
+    let worker = Arc::new(Worker::new(number, pid, out_tx, stop_tx, exited_rx, config.max_frame));
 
     // Writer: owns the write half; ends (closing the socket) when the worker is dropped.
     // Lines queued while a write was in progress go out together: one system call and one

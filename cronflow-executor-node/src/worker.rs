@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use cronflow_core::{Json, TaskError};
+use cronflow_core::{Json, StateHandle, TaskError};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -58,6 +58,8 @@ pub(crate) struct Pending {
     pub(crate) run_id: String,
     /// For logs: the node.
     pub(crate) node_id: Arc<str>,
+    /// The task's workflow state, which its handler reaches with `state` messages.
+    pub(crate) state: Option<StateHandle>,
 }
 
 #[derive(Default)]
@@ -98,6 +100,8 @@ pub(crate) struct Worker {
     stops: mpsc::UnboundedSender<Stop>,
     exited: watch::Receiver<bool>,
     stuck: AtomicBool,
+    /// The maximum line size of the protocol, both directions.
+    pub(crate) max_frame: usize,
 }
 
 impl Worker {
@@ -107,6 +111,7 @@ impl Worker {
         out: mpsc::UnboundedSender<String>,
         stops: mpsc::UnboundedSender<Stop>,
         exited: watch::Receiver<bool>,
+        max_frame: usize,
     ) -> Self {
         let state = State { idle_since: Some(Instant::now()), ..State::default() };
         Self {
@@ -117,7 +122,16 @@ impl Worker {
             stops,
             exited,
             stuck: AtomicBool::new(false),
+            max_frame,
         }
+    }
+
+    /// The workflow state of task `id`: `Err` with the reason when the task is not in flight
+    /// (finished, timed out or cancelled: the engine no longer waits for it) or has none.
+    pub(crate) fn task_state(&self, id: u64) -> Result<StateHandle, &'static str> {
+        let state = lock(&self.state);
+        let pending = state.tasks.get(&id).ok_or("the task is no longer in flight")?;
+        pending.state.clone().ok_or("the task has no workflow state")
     }
 
     /// Tasks in flight that the engine still waits for.
@@ -281,6 +295,21 @@ pub(crate) struct Incoming<'a> {
     pub(crate) protocol: Option<u32>,
     #[serde(default)]
     heap_used: Option<u64>,
+    /// A `state` request: its number, operation, scope, key, value, TTL and increment.
+    #[serde(default)]
+    pub(crate) req: Option<u64>,
+    #[serde(default, borrow)]
+    pub(crate) op: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) scope: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) key: Option<String>,
+    #[serde(default, deserialize_with = "raw_json")]
+    pub(crate) value: Option<Json>,
+    #[serde(default)]
+    pub(crate) ttl_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) by: Option<i64>,
 }
 
 fn raw_json<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
@@ -316,6 +345,7 @@ pub(crate) fn handle_line(
                 *acked = true;
             }
         }
+        "state" => crate::state::serve(worker, &message)?,
         "log" => log(worker, &message),
         "stats" => {
             if let (Some(heap), Some(events)) = (message.heap_used, events.upgrade()) {

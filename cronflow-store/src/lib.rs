@@ -94,7 +94,7 @@
 //! the later ones find the schema up to date. A version number means the same tables on both
 //! backends.
 //!
-//! # Schema (version 3)
+//! # Schema (version 4)
 //!
 //! ```sql
 //! workflows  (id TEXT, revision INTEGER, version TEXT NULL, definition TEXT, created_at BIGINT,
@@ -111,7 +111,18 @@
 //! runs.context TEXT NULL                                                  -- version 3
 //! trigger_keys (key TEXT PRIMARY KEY, run_id TEXT, created_at BIGINT)      -- version 3
 //! schedules    (id TEXT PRIMARY KEY, next_slot BIGINT, updated_at BIGINT) -- version 3
+//! cronflow_state (namespace TEXT, key TEXT, value TEXT, expires_at BIGINT NULL,
+//!                 PRIMARY KEY (namespace, key))                            -- version 4
+//!              -- index (expires_at) WHERE expires_at IS NOT NULL
 //! ```
+//!
+//! `cronflow_state` holds workflow state ([`Store::state_get`](cronflow_core::Store::state_get)
+//! and its siblings): a value is the JSON text as given; a row whose `expires_at` is at or
+//! before the engine's `now` reads as absent and stays until it is overwritten, deleted or
+//! purged ([`Store::state_purge_expired`](cronflow_core::Store::state_purge_expired)). An
+//! increment is one `INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING` statement on
+//! both backends, atomic across instances; its `WHERE` refuses values that are not integers
+//! and sums outside `i64`, changing nothing.
 //!
 //! A keyed trigger inserts its key with `ON CONFLICT DO NOTHING` in the transaction that
 //! creates its run, then reads which run holds the key: a run whose key is held by another
@@ -240,6 +251,7 @@ mod schema;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod state;
 mod store_impl;
 #[cfg(feature = "testing")]
 pub mod testing;

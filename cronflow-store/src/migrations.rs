@@ -19,6 +19,9 @@
 //!
 //! Migration 3 adds the tables of trigger sources: `trigger_keys` (one row per keyed trigger,
 //! the key its primary key) and `schedules` (one cursor per schedule).
+//!
+//! Migration 4 adds `cronflow_state`, the workflow state: one row per `(namespace, key)`,
+//! the value as JSON text, an optional expiry in microseconds.
 
 /// One migration: the statements applying it on each backend, in order.
 pub(crate) struct Migration {
@@ -29,8 +32,15 @@ pub(crate) struct Migration {
 }
 
 /// Every table the migrations create, `cronflow_meta` included.
-pub(crate) const TABLES: &[&str] =
-    &["cronflow_meta", "workflows", "runs", "run_events", "trigger_keys", "schedules"];
+pub(crate) const TABLES: &[&str] = &[
+    "cronflow_meta",
+    "workflows",
+    "runs",
+    "run_events",
+    "trigger_keys",
+    "schedules",
+    "cronflow_state",
+];
 
 /// The ordered migrations.
 pub(crate) const MIGRATIONS: &[Migration] = &[
@@ -156,6 +166,34 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
                 next_slot BIGINT NOT NULL,
                 updated_at BIGINT NOT NULL
             )",
+        ],
+    },
+    // 4: workflow state, a key-value map per namespace (`workflow:<id>`, `global`). The
+    // primary key is the lookup; the partial index serves purging expired values. The table
+    // is `cronflow_state`, not `state`, so that it cannot collide with a host's table in a
+    // shared PostgreSQL schema.
+    Migration {
+        sqlite: &[
+            "CREATE TABLE cronflow_state (
+                namespace TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                expires_at BIGINT,
+                PRIMARY KEY (namespace, key)
+            )",
+            "CREATE INDEX cronflow_state_expires ON cronflow_state (expires_at) \
+             WHERE expires_at IS NOT NULL",
+        ],
+        postgres: &[
+            "CREATE TABLE cronflow_state (
+                namespace TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                expires_at BIGINT,
+                PRIMARY KEY (namespace, key)
+            )",
+            "CREATE INDEX cronflow_state_expires ON cronflow_state (expires_at) \
+             WHERE expires_at IS NOT NULL",
         ],
     },
 ];

@@ -98,6 +98,51 @@ macro_rules! delegate_store {
                 crate::schedules::prune_keys(&self.db, prefix, created_before).await
             }
 
+            async fn state_get(
+                &self,
+                namespace: &str,
+                key: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Option<cronflow_core::Json>, cronflow_core::StoreError> {
+                crate::state::get_value(&self.db, namespace, key, now).await
+            }
+
+            async fn state_set(
+                &self,
+                namespace: &str,
+                key: &str,
+                value: cronflow_core::Json,
+                expires_at: Option<chrono::DateTime<chrono::Utc>>,
+            ) -> Result<(), cronflow_core::StoreError> {
+                crate::state::set(&self.db, namespace, key, &value, expires_at).await
+            }
+
+            async fn state_incr(
+                &self,
+                namespace: &str,
+                key: &str,
+                by: i64,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<i64, cronflow_core::StoreError> {
+                crate::state::incr(&self.db, namespace, key, by, now).await
+            }
+
+            async fn state_delete(
+                &self,
+                namespace: &str,
+                key: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool, cronflow_core::StoreError> {
+                crate::state::delete(&self.db, namespace, key, now).await
+            }
+
+            async fn state_purge_expired(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<u64, cronflow_core::StoreError> {
+                crate::state::purge_expired(&self.db, now).await
+            }
+
             async fn active_runs(
                 &self,
             ) -> Result<Vec<cronflow_core::StoredRun>, cronflow_core::StoreError> {

@@ -67,7 +67,7 @@ async fn concurrent_first_connects_migrate_once() {
     }
     let version =
         schema.query_text("SELECT value FROM cronflow_meta WHERE key = 'schema_version'").await;
-    assert_eq!(version.as_deref(), Some("3"));
+    assert_eq!(version.as_deref(), Some("4"));
     let tables = schema
         .query_text(
             "SELECT string_agg(tablename, ',' ORDER BY tablename)::text FROM pg_tables \
@@ -76,7 +76,7 @@ async fn concurrent_first_connects_migrate_once() {
         .await;
     assert_eq!(
         tables.as_deref(),
-        Some("cronflow_meta,run_events,runs,schedules,trigger_keys,workflows")
+        Some("cronflow_meta,cronflow_state,run_events,runs,schedules,trigger_keys,workflows")
     );
 
     // They all work on the same data.

@@ -27,6 +27,7 @@ use crate::id::{RunId, TaskKey};
 use crate::json::Json;
 use crate::machine::token_hash;
 use crate::machine::{Command, RunDefinition, RunMachine};
+use crate::state::StateHandles;
 use crate::store::{ClaimedRun, CommitBatch, DuplicateRun, FinishedRun, NewRun, Store};
 use crate::task::TaskError;
 
@@ -187,6 +188,8 @@ pub(crate) struct Driver {
     pub(crate) touched: Vec<RunId>,
     /// How many runs are parked, kept up to date after every turn (for the handle).
     parked_gauge: Arc<AtomicUsize>,
+    /// The workflow state handle set on every task, one per workflow.
+    state: StateHandles,
 }
 
 impl Driver {
@@ -200,6 +203,8 @@ impl Driver {
         leases: Option<Leases>,
     ) -> Self {
         let room = Arc::new(AtomicUsize::new(config.max_active_runs));
+        let state =
+            StateHandles::new(Arc::clone(&store), Arc::clone(&clock), config.max_payload_bytes);
         Self {
             rx,
             store,
@@ -230,6 +235,7 @@ impl Driver {
             held_signals: Vec::new(),
             touched: Vec::new(),
             parked_gauge: Arc::new(AtomicUsize::new(0)),
+            state,
         }
     }
 
@@ -477,6 +483,7 @@ impl Driver {
                     if let Some(run) = self.runs.get(&run_id) {
                         task.context.trigger = run.trigger.clone();
                     }
+                    task.context.state = Some(self.state.workflow(&task.workflow_id));
                     self.dispatcher.submit(*task)
                 }
                 Command::Abort { key, attempt } => self.dispatcher.abort(run_id, &key, attempt),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::engine::clock::Clock;
 use crate::engine::config::EngineConfig;
 use crate::engine::driver::{Input, WatchEnd};
 use crate::engine::registry;
@@ -16,6 +17,7 @@ use crate::executor::Executor;
 use crate::id::RunId;
 use crate::json::Json;
 use crate::machine::RunDefinition;
+use crate::state::StateHandle;
 use crate::store::{RunQuery, Store};
 use crate::wdo::WorkflowDef;
 
@@ -75,6 +77,9 @@ pub(crate) struct Shared {
     pub(crate) parked: Arc<std::sync::atomic::AtomicUsize>,
     /// The latest definition of every registered workflow, for [`EngineHandle::workflows`].
     pub(crate) definitions: std::sync::RwLock<BTreeMap<String, Arc<RunDefinition>>>,
+    /// The global state; workflows' handles are built beside it.
+    pub(crate) global_state: StateHandle,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Triggers, cancels, waits for and inspects runs of a running [`Engine`](crate::Engine).
@@ -264,6 +269,27 @@ impl EngineHandle {
         let mut defs = self.shared.definitions.write().unwrap_or_else(|e| e.into_inner());
         defs.insert(def.def.id.clone(), def);
         Ok(revision)
+    }
+
+    /// The durable state of workflow `workflow_id` (namespace `workflow:<workflow_id>`),
+    /// what its handlers see as [`TaskContext::state`](crate::TaskContext::state): a host
+    /// reads or seeds it with this. The workflow need not be registered.
+    pub fn state(&self, workflow_id: &str) -> StateHandle {
+        self.shared.global_state.workflow_beside(workflow_id)
+    }
+
+    /// The global state (namespace `global`), shared by every workflow.
+    pub fn global_state(&self) -> StateHandle {
+        self.shared.global_state.clone()
+    }
+
+    /// Deletes the state values of every namespace whose TTL has passed (by the engine's
+    /// clock); returns how many. Expired values already read as absent, so this only
+    /// reclaims space; nothing calls it automatically: a host with many expiring values calls
+    /// it periodically.
+    pub async fn purge_expired_state(&self) -> Result<u64, EngineError> {
+        let now = self.shared.clock.now();
+        Ok(self.shared.store.state_purge_expired(now).await?)
     }
 
     pub(crate) fn send(&self, input: Input) -> Result<(), EngineError> {

@@ -29,6 +29,7 @@ pub use waits::{PausedRun, Published};
 use crate::error::EngineError;
 use crate::executor::Executor;
 use crate::id::InstanceId;
+use crate::state::StateHandle;
 use crate::store::Store;
 use dispatch::Dispatcher;
 use driver::{Driver, Input};
@@ -98,6 +99,7 @@ impl Engine {
         let config = builder.config.clone();
         let instance = InstanceId::new();
         let leases = store.shared().then(|| Leases::new(instance, config.lease));
+        let clock = Arc::clone(&builder.clock);
         let mut driver = Driver::new(
             rx,
             Arc::clone(&store),
@@ -118,7 +120,14 @@ impl Engine {
         let parked = driver.parked_gauge();
         let driver = tokio::spawn(driver.run());
         let max_pending = builder.config.max_pending_triggers;
+        let global_state = StateHandle::global_with_limit(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            builder.config.max_payload_bytes,
+        );
         let shared = Arc::new(Shared {
+            global_state,
+            clock,
             tx,
             store,
             executor,

@@ -90,7 +90,8 @@ impl EngineHandle {
 
     /// Calls handler `handler` of workflow `workflow_id` once through the engine's executor,
     /// outside any run ([`TaskKind::Poll`]), and returns its output. Nothing is recorded:
-    /// this is how a polling trigger asks for new items. `idempotency_key` is passed to the
+    /// this is how a polling trigger asks for new items. The handler has its workflow's
+    /// state ([`TaskContext::state`](crate::TaskContext::state)), e.g. to keep a cursor. `idempotency_key` is passed to the
     /// handler as the task's idempotency key.
     pub async fn run_handler(
         &self,
@@ -104,7 +105,11 @@ impl EngineHandle {
             revision: 0,
             kind: TaskKind::Poll,
             idempotency_key,
-            context: TaskContext { payload, ..TaskContext::default() },
+            context: TaskContext {
+                payload,
+                state: Some(self.state(workflow_id)),
+                ..TaskContext::default()
+            },
             ..Task::new(workflow_id, handler)
         };
         self.shared.executor.execute(task).await.map_err(EngineError::Handler)

@@ -434,6 +434,8 @@ impl RunMachine {
                 index: scope.index,
                 token: call.token,
                 error: call.error,
+                // Set by the driver, which holds one state handle per workflow.
+                state: None,
             },
         };
         out.push(Command::Dispatch(Box::new(task)));

@@ -12,6 +12,7 @@ use super::{ClaimedRun, CommitBatch, CommitOutcome, DuplicateRun, RunQuery, Stor
 use crate::error::StoreError;
 use crate::event::{RecordedEvent, RunRecord, RunStatus};
 use crate::id::{InstanceId, RunId};
+use crate::json::Json;
 use crate::wdo::WorkflowDef;
 
 /// A store that keeps everything in memory and loses it when dropped.
@@ -33,6 +34,20 @@ struct Inner {
     holders: HashMap<RunId, Holder>,
     trigger_keys: HashMap<String, (RunId, DateTime<Utc>)>,
     schedules: HashMap<String, DateTime<Utc>>,
+    /// Workflow state: namespace -> key -> (value, expires_at).
+    state: HashMap<String, HashMap<String, StateEntry>>,
+}
+
+#[derive(Debug, Clone)]
+struct StateEntry {
+    value: Json,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl StateEntry {
+    fn live(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
 }
 
 /// Who holds a run, until when, and the fence of that claim.
@@ -200,6 +215,84 @@ impl Store for MemoryStore {
         }
         inner.schedules.insert(id.to_string(), to);
         Ok(true)
+    }
+
+    async fn state_get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Json>, StoreError> {
+        let inner = self.lock();
+        let entry = inner.state.get(namespace).and_then(|keys| keys.get(key));
+        Ok(entry.filter(|e| e.live(now)).map(|e| e.value.clone()))
+    }
+
+    async fn state_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Json,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let keys = inner.state.entry(namespace.to_owned()).or_default();
+        keys.insert(key.to_owned(), StateEntry { value, expires_at });
+        Ok(())
+    }
+
+    async fn state_incr(
+        &self,
+        namespace: &str,
+        key: &str,
+        by: i64,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let mut inner = self.lock();
+        let keys = inner.state.entry(namespace.to_owned()).or_default();
+        let (current, expires_at) = match keys.get(key).filter(|e| e.live(now)) {
+            None => (0, None),
+            Some(entry) => match entry.value.as_str().parse::<i64>() {
+                Ok(n) => (n, entry.expires_at),
+                Err(_) => {
+                    return Err(StoreError::NotAnInteger {
+                        namespace: namespace.to_owned(),
+                        key: key.to_owned(),
+                    });
+                }
+            },
+        };
+        let next = current.checked_add(by).ok_or_else(|| StoreError::IncrOverflow {
+            namespace: namespace.to_owned(),
+            key: key.to_owned(),
+            by,
+        })?;
+        let value = Json::from_value(&next).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        keys.insert(key.to_owned(), StateEntry { value, expires_at });
+        Ok(next)
+    }
+
+    async fn state_delete(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let removed = inner.state.get_mut(namespace).and_then(|keys| keys.remove(key));
+        Ok(removed.is_some_and(|e| e.live(now)))
+    }
+
+    async fn state_purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut purged = 0;
+        for keys in inner.state.values_mut() {
+            let before = keys.len();
+            keys.retain(|_, e| e.live(now));
+            purged += (before - keys.len()) as u64;
+        }
+        inner.state.retain(|_, keys| !keys.is_empty());
+        Ok(purged)
     }
 
     async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {

@@ -40,6 +40,11 @@ pub use memory::MemoryStore;
 ///   This holds across instances sharing the store: it is what fires a cron slot once.
 /// - Schedule cursors ([`Store::schedule_cursor`], [`Store::advance_schedule`]) are
 ///   compare-and-set: of several instances moving one cursor from the same value, one wins.
+/// - Workflow state ([`Store::state_get`], [`Store::state_set`], [`Store::state_incr`],
+///   [`Store::state_delete`]) is a key-value map per namespace, apart from runs. A value
+///   whose `expires_at` is at or before the `now` given reads as absent; time is the
+///   engine's clock, passed in, never the database's. `state_incr` is atomic across
+///   instances. Values are JSON kept as text, byte for byte.
 /// - Reads ([`Store::run`], [`Store::run_events`], [`Store::list_runs`]) may run concurrently
 ///   with `commit` and see only committed data.
 /// - Several engine instances may share a store only if [`Store::shared`] says so. Such a
@@ -89,6 +94,53 @@ pub trait Store: Send + Sync + 'static {
         prefix: &str,
         created_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// The live value of state `key` in `namespace`: `None` when there is none or it expired
+    /// (its `expires_at` is at or before `now`, the engine's clock). See
+    /// [`StateHandle`](crate::StateHandle) for the namespaces.
+    async fn state_get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Json>, StoreError>;
+
+    /// Stores `value` under `key` in `namespace`, replacing any value (live or expired) and
+    /// its expiry; with `expires_at`, the value reads as absent from that time on.
+    async fn state_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: Json,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+
+    /// Atomically adds `by` to the integer under `key` in `namespace` and returns the new
+    /// value. A missing or expired key counts from 0 (and gets no expiry); a live key keeps
+    /// its expiry. A live value that is not an integer fails with
+    /// [`StoreError::NotAnInteger`], a result outside `i64` with [`StoreError::IncrOverflow`];
+    /// either way nothing changes. Concurrent increments, from any instance sharing the
+    /// store, are never lost.
+    async fn state_incr(
+        &self,
+        namespace: &str,
+        key: &str,
+        by: i64,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
+
+    /// Deletes `key` in `namespace`; returns whether a live value was deleted (an expired
+    /// one is deleted too, but reads as absent, so `false`).
+    async fn state_delete(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes every state value of every namespace that expired at or before `now`; returns
+    /// how many. Expired values already read as absent: this only reclaims their space.
+    async fn state_purge_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Every run whose status is [`RunStatus::Running`], with its full history in order:
     /// what the engine replays when it starts.

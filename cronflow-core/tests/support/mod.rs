@@ -66,6 +66,43 @@ impl Store for FaultyStore {
     async fn prune_trigger_keys(&self, prefix: &str, before: Time) -> Result<u64, StoreError> {
         self.inner.prune_trigger_keys(prefix, before).await
     }
+    async fn state_get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: Time,
+    ) -> Result<Option<cronflow_core::Json>, StoreError> {
+        self.inner.state_get(namespace, key, now).await
+    }
+    async fn state_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: cronflow_core::Json,
+        expires_at: Option<Time>,
+    ) -> Result<(), StoreError> {
+        self.inner.state_set(namespace, key, value, expires_at).await
+    }
+    async fn state_incr(
+        &self,
+        namespace: &str,
+        key: &str,
+        by: i64,
+        now: Time,
+    ) -> Result<i64, StoreError> {
+        self.inner.state_incr(namespace, key, by, now).await
+    }
+    async fn state_delete(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: Time,
+    ) -> Result<bool, StoreError> {
+        self.inner.state_delete(namespace, key, now).await
+    }
+    async fn state_purge_expired(&self, now: Time) -> Result<u64, StoreError> {
+        self.inner.state_purge_expired(now).await
+    }
     async fn active_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
         self.inner.active_runs().await
     }

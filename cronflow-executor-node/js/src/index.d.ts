@@ -102,6 +102,29 @@ export interface StepContext<P = any> {
   token?: string;
   /** For an `onError` handler or the `onFailure` hook, the error that ended the attempts. */
   error?: TaskError;
+  /** The workflow's durable key-value state; `state.global` is shared by every workflow. */
+  state: WorkflowState;
+}
+
+/**
+ * Durable key-value state of one namespace, kept by the engine's store. Values are JSON;
+ * failures reject with an Error whose `name` says why (`InvalidStateKey`, `InvalidStateValue`,
+ * `InvalidStateTtl`, `StateValueTooLarge`, `NotAnInteger`, `IncrOverflow`, `StoreError`, ...).
+ */
+export interface StateScope {
+  /** The value, or `undefined` when the key is not set or has expired. */
+  get<T = any>(key: string): Promise<T | undefined>;
+  /** Sets the value; with `ttl` ("10m", or milliseconds) it reads as absent once that has passed. */
+  set(key: string, value: unknown, options?: { ttl?: Duration }): Promise<void>;
+  /** Atomically adds `by` (default 1, may be negative) to an integer value (absent: 0); the new value. */
+  incr(key: string, by?: number): Promise<number>;
+  /** Deletes the key; whether it had a live value. */
+  delete(key: string): Promise<boolean>;
+}
+
+/** `ctx.state`: the workflow's own namespace, plus `global`. */
+export interface WorkflowState extends StateScope {
+  readonly global: StateScope;
 }
 
 export type Handler<T = any> = (ctx: StepContext) => T | Promise<T>;

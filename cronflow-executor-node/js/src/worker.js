@@ -9,6 +9,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { format } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { workflows } from './builder.js';
+import { parseDuration } from './duration.js';
+import { show } from './errors.js';
 import { FrameDecoder, lineWriter, parseMaxFrame } from './protocol.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -111,6 +113,8 @@ class Worker {
     this.maxFrame = maxFrame;
     this.write = lineWriter(socket);
     this.inflight = new Map(); // task id -> AbortController
+    this.stateRequests = new Map(); // state request number -> { resolve, reject }
+    this.nextStateRequest = 0;
     this.shuttingDown = false;
     this.exiting = false;
   }
@@ -204,6 +208,8 @@ class Worker {
       case 'shutdown':
         this.shuttingDown = true;
         return this.maybeExit();
+      case 'state_result':
+        return this.onStateResult(message);
       default:
         this.log(null, 'warn', `ignored a message of unknown type ${JSON.stringify(message?.type)}`);
     }
@@ -259,7 +265,14 @@ class Worker {
     for (const [node, output] of Object.entries(task.steps ?? {})) steps[node] = { output };
     const log = {};
     for (const level of LEVELS) log[level] = (message, fields) => this.log(id, level, message, fields);
+    const worker = this;
+    let state;
     return {
+      /** The workflow's durable key-value state (`.global`: shared by every workflow); built on first use. */
+      get state() {
+        state ??= worker.stateOf(id);
+        return state;
+      },
       payload: task.payload ?? null,
       steps,
       last: task.last ?? null,
@@ -276,6 +289,80 @@ class Worker {
       token: task.token,
       error: task.error ? taskError(task.error) : undefined,
     };
+  }
+
+  /** `ctx.state` of task `id`: get/set/incr/delete on its workflow's namespace, and `.global`. */
+  stateOf(id) {
+    const scoped = (scope) => ({
+      get: (key) => this.stateRequest(id, { op: 'get', scope, key }),
+      set: (key, value, options) => this.stateRequest(id, { op: 'set', scope, key, value, options }),
+      incr: (key, by = 1) => this.stateRequest(id, { op: 'incr', scope, key, by }),
+      delete: (key) => this.stateRequest(id, { op: 'delete', scope, key }),
+    });
+    return Object.freeze({ ...scoped('workflow'), global: Object.freeze(scoped('global')) });
+  }
+
+  /** Sends one `state` request; its promise settles with the `state_result`. */
+  stateRequest(id, { op, scope, key, value, options, by }) {
+    const fail = (name, message) => {
+      const e = new Error(message);
+      e.name = name;
+      e.retryable = false;
+      return Promise.reject(e);
+    };
+    if (typeof key !== 'string' || key === '') {
+      return fail('InvalidStateKey', `a state key must be a non-empty string, found ${show(key)}`);
+    }
+    const message = { type: 'state', id, req: ++this.nextStateRequest, op, scope, key };
+    let text; // the value's JSON text, for `set`
+    if (op === 'set') {
+      try {
+        text = JSON.stringify(value);
+      } catch (e) {
+        return fail('InvalidStateValue', `the value of state key ${JSON.stringify(key)} is not JSON-serialisable: ${e.message}`);
+      }
+      if (text === undefined) {
+        return fail('InvalidStateValue', `the value of state key ${JSON.stringify(key)} is ${typeof value}, which is not JSON-serialisable`);
+      }
+      const ttl = options?.ttl;
+      if (ttl !== undefined && ttl !== null) {
+        let ms;
+        try {
+          ms = parseDuration(ttl);
+        } catch (e) {
+          return fail('InvalidStateTtl', `invalid TTL for state key ${JSON.stringify(key)}: ${e.message}`);
+        }
+        if (ms === 0) return fail('InvalidStateTtl', 'a TTL must be longer than zero');
+        message.ttl_ms = ms;
+      }
+    }
+    if (op === 'incr') {
+      if (!Number.isSafeInteger(by)) {
+        return fail('InvalidStateRequest', `incr needs a whole number (a safe integer), found ${show(by)}`);
+      }
+      message.by = by;
+    }
+    let line = JSON.stringify(message);
+    if (text !== undefined) line = `${line.slice(0, -1)},"value":${text}}`;
+    const bytes = Buffer.byteLength(line);
+    if (bytes > this.maxFrame) {
+      return fail('StateValueTooLarge', `the state request for key ${JSON.stringify(key)} is ${bytes} bytes, over the maximum frame of ${this.maxFrame} bytes`);
+    }
+    return new Promise((resolve, reject) => {
+      this.stateRequests.set(message.req, { resolve, reject });
+      this.write(line);
+    });
+  }
+
+  onStateResult({ req, ok, value, error }) {
+    const pending = this.stateRequests.get(req);
+    if (!pending) return this.log(null, 'warn', `ignored a state_result for unknown request ${JSON.stringify(req)}`);
+    this.stateRequests.delete(req);
+    if (ok) return pending.resolve(value);
+    const e = new Error(String(error?.message ?? 'the state request failed'));
+    e.name = typeof error?.name === 'string' ? error.name : 'StateError';
+    if (error?.retryable === false) e.retryable = false;
+    pending.reject(e);
   }
 
   sendOutput(id, name, output) {

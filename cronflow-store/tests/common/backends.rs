@@ -93,6 +93,46 @@ impl Store for TestStore {
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
         each!(self, s => s.list_runs(query).await)
     }
+    async fn state_get(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<cronflow_core::Json>, StoreError> {
+        each!(self, s => s.state_get(namespace, key, now).await)
+    }
+    async fn state_set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: cronflow_core::Json,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.state_set(namespace, key, value, expires_at).await)
+    }
+    async fn state_incr(
+        &self,
+        namespace: &str,
+        key: &str,
+        by: i64,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<i64, StoreError> {
+        each!(self, s => s.state_incr(namespace, key, by, now).await)
+    }
+    async fn state_delete(
+        &self,
+        namespace: &str,
+        key: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.state_delete(namespace, key, now).await)
+    }
+    async fn state_purge_expired(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        each!(self, s => s.state_purge_expired(now).await)
+    }
 }
 
 /// A fresh PostgreSQL schema of its own for one test, dropped with it: the store's
@@ -176,6 +216,24 @@ impl TestDb {
             Kind::Postgres(schema) => {
                 TestStore::Postgres(PostgresStore::connect(&schema.url()).await.unwrap())
             }
+        }
+    }
+
+    /// The first column (text) of the first row of `sql`, read behind the store's back.
+    pub(crate) async fn query_text(&self, sql: &str) -> Option<String> {
+        match &self.kind {
+            Kind::SqliteFile { path, .. } => {
+                let mut conn: SqliteConnection =
+                    SqliteConnectOptions::new().filename(path).connect().await.unwrap();
+                let value: Option<Option<String>> =
+                    sea_orm::sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+                        .fetch_optional(&mut conn)
+                        .await
+                        .unwrap();
+                conn.close().await.unwrap();
+                value.flatten()
+            }
+            Kind::Postgres(schema) => schema.query_text(sql).await,
         }
     }
 
