@@ -39,7 +39,11 @@ impl Db {
 
     /// Starts an engine on this database (again, for a restart) with `executor` and
     /// `workflows`. The PostgreSQL store is the real one: shared, so with leases.
-    pub(crate) async fn start(&self, executor: InProcessExecutor, workflows: &[WorkflowDef]) -> Engine {
+    pub(crate) async fn start(
+        &self,
+        executor: InProcessExecutor,
+        workflows: &[WorkflowDef],
+    ) -> Engine {
         let builder = Engine::builder().executor(executor).workflows(workflows.to_vec());
         let started = match self {
             Db::Sqlite(dir) => {

@@ -113,10 +113,8 @@ async fn batch_runs_its_chunks_one_after_another() {
                 }
             }
         });
-        let flow = Workflow::new("chunks")
-            .batch("chunks", "list", 2, |s| s.step("send"))
-            .build()
-            .unwrap();
+        let flow =
+            Workflow::new("chunks").batch("chunks", "list", 2, |s| s.step("send")).build().unwrap();
         let engine = db.start(executor, &[flow]).await;
         let handle = engine.handle();
         let run = handle.trigger("chunks", json!({"items": [1, 2, 3, 4, 5]})).await.unwrap();
@@ -164,10 +162,8 @@ fn counting(calls: &Calls) -> InProcessExecutor {
 async fn while_loops_until_its_condition_is_false_or_fails_past_max_iterations() {
     on_every_database(|db| async move {
         let calls = Calls::default();
-        let flow = Workflow::new("count")
-            .while_("loop", "more", 5, |s| s.step("inc"))
-            .build()
-            .unwrap();
+        let flow =
+            Workflow::new("count").while_("loop", "more", 5, |s| s.step("inc")).build().unwrap();
         let engine = db.start(counting(&calls), &[flow]).await;
         let handle = engine.handle();
         let run = handle.trigger("count", json!({"limit": 3})).await.unwrap();

@@ -9,6 +9,7 @@
 
 mod harness;
 
+mod combined;
 mod events;
 mod loops;
 mod nodes;

@@ -3,9 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cronflow_core::{
-    InProcessExecutor, RunEvent, RunStatus, Task, TaskError, TaskKind, Workflow,
-};
+use cronflow_core::{InProcessExecutor, RunEvent, RunStatus, Task, TaskError, TaskKind, Workflow};
 use serde_json::{Value, json};
 
 use crate::harness::*;
@@ -45,7 +43,9 @@ async fn on_error_output_stands_in_for_a_failed_step() {
             .handler("fallback", |task| async move {
                 assert_eq!(task.kind, TaskKind::OnError);
                 let error = task.context.error.expect("ctx.error");
-                Ok::<_, TaskError>(json!({"cached": true, "because": error.name, "msg": error.message}))
+                Ok::<_, TaskError>(
+                    json!({"cached": true, "because": error.name, "msg": error.message}),
+                )
             })
             .handler("after", |task| async move { Ok::<_, TaskError>(task.context.last.clone()) });
         let flow = Workflow::new("pay")
@@ -78,7 +78,11 @@ fn hook(
         let error = task.context.error.map(|e| e.name);
         let seen = (task.handler.to_string(), task.kind, task.context.last.to_value(), error);
         log.lock().unwrap().push(seen);
-        std::future::ready(if fail { Err(TaskError::msg("hook broke").non_retryable()) } else { Ok(()) })
+        std::future::ready(if fail {
+            Err(TaskError::msg("hook broke").non_retryable())
+        } else {
+            Ok(())
+        })
     }
 }
 

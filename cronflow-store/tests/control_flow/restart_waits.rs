@@ -58,12 +58,11 @@ async fn a_token_issued_before_a_restart_resumes_the_run_after_it() {
     on_every_database(|db| async move {
         let tokens = Tokens::default();
         let calls = Calls::default();
-        let flow = Workflow::new("expense")
+        let flows = [Workflow::new("expense")
             .pause_with("approve", |p| p.on_pause("ask"))
             .step("ship")
             .build()
-            .unwrap();
-        let flows = [flow.clone()];
+            .unwrap()];
         let engine = db.start(ship(tokens.ask(InProcessExecutor::new(), false)), &flows).await;
         let handle = engine.handle();
         let run = handle.trigger("expense", json!(null)).await.unwrap();
@@ -76,7 +75,7 @@ async fn a_token_issued_before_a_restart_resumes_the_run_after_it() {
             counted.add("ask");
             async { Ok::<_, TaskError>(()) }
         });
-        let engine = db.start(executor, &[flow]).await;
+        let engine = db.start(executor, &flows).await;
         let handle = engine.handle();
         let paused = handle.paused_runs().await.unwrap();
         assert_eq!(paused.len(), 1, "{}: {paused:?}", db.name());
@@ -94,13 +93,12 @@ async fn a_token_issued_before_a_restart_resumes_the_run_after_it() {
 async fn an_unfinished_on_pause_runs_again_with_a_new_token_and_both_tokens_work() {
     on_every_database(|db| async move {
         let tokens = Tokens::default();
-        let flow = Workflow::new("expense")
+        let flows = [Workflow::new("expense")
             .pause_with("approve", |p| p.on_pause("ask"))
             .step("ship")
             .build()
-            .unwrap();
+            .unwrap()];
         // The first engine's `ask` gets its token and never finishes.
-        let flows = [flow.clone()];
         let engine = db.start(ship(tokens.ask(InProcessExecutor::new(), true)), &flows).await;
         let handle = engine.handle();
         let first = handle.trigger("expense", json!(1)).await.unwrap();
@@ -108,7 +106,7 @@ async fn an_unfinished_on_pause_runs_again_with_a_new_token_and_both_tokens_work
         let old = [tokens.wait(first, 1).await.remove(0), tokens.wait(second, 1).await.remove(0)];
         stop(engine).await;
 
-        let engine = db.start(ship(tokens.ask(InProcessExecutor::new(), false)), &[flow]).await;
+        let engine = db.start(ship(tokens.ask(InProcessExecutor::new(), false)), &flows).await;
         let handle = engine.handle();
         let new = [tokens.wait(first, 2).await.remove(1), tokens.wait(second, 2).await.remove(1)];
         assert_ne!(old, new, "{}: the re-run on_pause got new tokens", db.name());
@@ -137,18 +135,18 @@ async fn an_unfinished_on_pause_runs_again_with_a_new_token_and_both_tokens_work
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_wait_survives_a_restart() {
     on_every_database(|db| async move {
-        let flow = Workflow::new("order")
+        let flows = [Workflow::new("order")
             .wait_for_event_with("paid", "payment", |w| w.matching("/order/id", json!(7)))
             .step("ship")
             .build()
-            .unwrap();
-        let engine = db.start(ship(InProcessExecutor::new()), &[flow.clone()]).await;
+            .unwrap()];
+        let engine = db.start(ship(InProcessExecutor::new()), &flows).await;
         let handle = engine.handle();
         let run = handle.trigger("order", json!(null)).await.unwrap();
         until(&handle, run, "the wait begins", |r| waiting_at(r, "paid")).await;
         stop(engine).await;
 
-        let engine = db.start(ship(InProcessExecutor::new()), &[flow]).await;
+        let engine = db.start(ship(InProcessExecutor::new()), &flows).await;
         let handle = engine.handle();
         let paid = Json::from(json!({"order": {"id": 7}}));
         let published = handle.publish_event("payment", paid, None).await.unwrap();

@@ -34,11 +34,11 @@ fn working(calls: &Calls, hang_from: i64) -> InProcessExecutor {
 async fn finished_iterations_are_not_run_again_after_a_restart() {
     on_every_database(|db| async move {
         let calls = Calls::default();
-        let flow = Workflow::new("each")
+        let flows = [Workflow::new("each")
             .for_each_with("each", "list", Some(3), |s| s.step("work"))
             .build()
-            .unwrap();
-        let engine = db.start(working(&calls, 3), &[flow.clone()]).await;
+            .unwrap()];
+        let engine = db.start(working(&calls, 3), &flows).await;
         let handle = engine.handle();
         let run = handle.trigger("each", json!({"items": [0, 1, 2, 3, 4, 5]})).await.unwrap();
         // Items 0-2 finish; 3-5 then start and hang.
@@ -52,7 +52,7 @@ async fn finished_iterations_are_not_run_again_after_a_restart() {
         .await;
         stop(engine).await;
 
-        let engine = db.start(working(&calls, i64::MAX), &[flow]).await;
+        let engine = db.start(working(&calls, i64::MAX), &flows).await;
         let handle = engine.handle();
         let report = completed(&handle, run).await;
         assert_eq!(output(&report), json!([0, 10, 20, 30, 40, 50]), "{}", db.name());

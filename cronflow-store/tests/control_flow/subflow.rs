@@ -44,6 +44,7 @@ fn flows() -> Vec<WorkflowDef> {
         Workflow::new("child").step("double").build().unwrap(),
         Workflow::new("hanging-parent").subflow("sub", "hanging").step("after").build().unwrap(),
         Workflow::new("hanging").step("hang").build().unwrap(),
+        Workflow::new("orphan").subflow("sub", "ghost").step("after").build().unwrap(),
     ]
 }
 
@@ -82,6 +83,14 @@ async fn the_child_runs_output_is_the_nodes_output_and_its_failure_fails_the_par
         assert!(failure.message.contains("-1 < 0"), "{}", failure.message);
         ended(&handle, child_of(&report, "sub"), RunStatus::Failed).await;
         assert_eq!(report.attempts("after"), 0);
+
+        // A child workflow that is not registered fails the parent; no child run exists.
+        let parent = handle.trigger("orphan", json!(null)).await.unwrap();
+        let report = ended(&handle, parent, RunStatus::Failed).await;
+        let failure = report.run.failure.clone().unwrap();
+        assert_eq!(failure.kind, FailureKind::ChildFailed, "{}: {failure:?}", db.name());
+        assert!(failure.message.contains("no workflow `ghost`"), "{}", failure.message);
+        assert!(handle.report(child_of(&report, "sub")).await.is_err(), "no child run");
         stop(engine).await;
     })
     .await;
