@@ -16,7 +16,7 @@ use crate::engine::clock::Clock;
 use crate::engine::config::EngineConfig;
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::handle::Triggered;
-use crate::engine::lease::Leases;
+use crate::engine::lease::{Background, Leases};
 use crate::engine::registry::Registry;
 use crate::engine::waits::{PausedRun, Signal, WaitIndex, WaitReplies, child_outcome};
 use crate::error::{EngineError, StoreError};
@@ -135,7 +135,7 @@ impl ActiveRun {
 }
 
 pub(crate) struct Driver {
-    rx: mpsc::UnboundedReceiver<Input>,
+    pub(crate) rx: mpsc::UnboundedReceiver<Input>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     config: EngineConfig,
@@ -171,6 +171,9 @@ pub(crate) struct Driver {
     pub(crate) waits: WaitIndex,
     /// Answers to resumes and publishes, and signals between runs.
     pub(crate) replies: WaitReplies,
+    /// The heartbeat and claimer on a shared store; the claimer is stopped before the
+    /// leases are released at shutdown.
+    pub(crate) background: Option<Background>,
 }
 
 impl Driver {
@@ -207,6 +210,7 @@ impl Driver {
             shutdown: None,
             waits: WaitIndex::default(),
             replies: WaitReplies::default(),
+            background: None,
         }
     }
 
@@ -260,7 +264,8 @@ impl Driver {
             self.fire_timers();
             self.drain_signals();
         }
-        self.release_all().await;
+        let late = self.stop_claiming().await;
+        self.release_all(late).await;
         let interrupted = self.dispatcher.abort_all();
         info!(active_runs = self.runs.len(), interrupted, "engine stopped");
     }

@@ -111,7 +111,9 @@ impl Engine {
         }
         if store.shared() {
             let room = driver.room();
-            lease::spawn_background(Arc::clone(&store), tx.clone(), instance, &config, room);
+            let background =
+                lease::spawn_background(Arc::clone(&store), tx.clone(), instance, &config, room);
+            driver.background = Some(background);
         }
         let driver = tokio::spawn(driver.run());
         let max_pending = builder.config.max_pending_triggers;
