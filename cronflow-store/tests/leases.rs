@@ -372,3 +372,32 @@ async fn a_full_engine_hands_new_runs_to_another_instance_without_waiting_for_a_
     a.shutdown(LONG).await.unwrap();
     b.shutdown(LONG).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_engine_does_not_claim_back_the_runs_it_released() {
+    use cronflow_core::{Engine, MockExecutor, Workflow};
+    let Some((schema, _store)) = pg().await else { return };
+    // Paused runs stay running, so every engine claims them all and releases them all.
+    let flow = Workflow::new("held").pause("hold").build().unwrap();
+    for attempt in 0..10 {
+        let store = PostgresStore::connect(&schema.url()).await.unwrap();
+        let engine = Engine::builder()
+            .store(store)
+            .executor(MockExecutor::new())
+            .workflow(flow.clone())
+            .start()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await; // its LISTEN is in place
+        engine.handle().trigger("held", serde_json::json!(null)).await.unwrap();
+        engine.shutdown(Duration::ZERO).await.unwrap();
+        // Time enough for a claim woken by the release's own NOTIFY.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let held = schema.query_text("SELECT count(*)::text FROM runs WHERE owner IS NOT NULL");
+        assert_eq!(
+            held.await.as_deref(),
+            Some("0"),
+            "stop {attempt}: runs released at shutdown were claimed again by the stopped engine"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! The webhook server's own routes and lifecycle, over real HTTP on 127.0.0.1 into a real
 //! engine (SQLite file, and PostgreSQL when `CRONFLOW_TEST_DATABASE_URL` is set): the manual
-//! trigger route, the reserved resume route, `503` when the engine is down, idempotency
+//! trigger route, the resume route without a token, `503` when the engine is down, idempotency
 //! across a restart, and graceful shutdown.
 
 mod common;
@@ -73,7 +73,7 @@ async fn the_manual_route_needs_a_token_and_starts_any_workflow() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_token_the_manual_route_is_404_and_resume_is_501() {
+async fn without_a_token_the_manual_route_is_404_and_resume_is_on() {
     on_every_backend(|backend| async move {
         let h = Harness::start(backend, workflows(), |w| w).await;
         let off = Req::post("/runs/plain").json("{}").header("authorization", "Bearer x");
@@ -81,9 +81,10 @@ async fn without_a_token_the_manual_route_is_404_and_resume_is_501() {
         assert_eq!(off.status, StatusCode::NOT_FOUND, "{off:?}");
         assert_eq!(h.runs_of("plain").await, 0);
 
+        // The resume route needs no manual token (see `webhook_resume.rs`).
         let resume = h.send(Req::post("/runs/resume/tok_123").json("{}")).await;
-        assert_eq!(resume.status, StatusCode::NOT_IMPLEMENTED);
-        assert!(resume.body["error"].as_str().unwrap().contains("not implemented yet"));
+        assert_eq!(resume.status, StatusCode::NOT_FOUND, "{resume:?}");
+        assert!(resume.body["error"].as_str().unwrap().contains("resume token"), "{resume:?}");
         let get = h.send(Req::new(Method::GET, "/runs/resume/tok_123")).await;
         assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
         for path in ["/runs", "/runs/", "/runs/plain/extra", "/runs/resume/"] {

@@ -17,7 +17,7 @@ use crate::engine::config::EngineConfig;
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::flow::FlowControl;
 use crate::engine::handle::Triggered;
-use crate::engine::lease::Leases;
+use crate::engine::lease::{Background, Leases};
 use crate::engine::park::ParkedRun;
 use crate::engine::registry::Registry;
 use crate::engine::waits::{PausedRun, Signal, WaitIndex, WaitReplies, child_outcome};
@@ -139,7 +139,7 @@ impl ActiveRun {
 }
 
 pub(crate) struct Driver {
-    rx: mpsc::UnboundedReceiver<Input>,
+    pub(crate) rx: mpsc::UnboundedReceiver<Input>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: EngineConfig,
@@ -190,6 +190,9 @@ pub(crate) struct Driver {
     parked_gauge: Arc<AtomicUsize>,
     /// The workflow state handle set on every task, one per workflow.
     state: StateHandles,
+    /// The heartbeat and claimer on a shared store; the claimer is stopped before the
+    /// leases are released at shutdown.
+    pub(crate) background: Option<Background>,
 }
 
 impl Driver {
@@ -236,6 +239,7 @@ impl Driver {
             touched: Vec::new(),
             parked_gauge: Arc::new(AtomicUsize::new(0)),
             state,
+            background: None,
         }
     }
 
@@ -296,7 +300,8 @@ impl Driver {
             self.drain_signals();
             self.unpark().await;
         }
-        self.release_all().await;
+        let late = self.stop_claiming().await;
+        self.release_all(late).await;
         let interrupted = self.dispatcher.abort_all();
         info!(active_runs = self.runs.len(), interrupted, "engine stopped");
     }

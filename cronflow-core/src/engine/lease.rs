@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, warn};
 
@@ -39,16 +40,25 @@ impl Leases {
     }
 }
 
+/// How long a stopping driver waits for a claim in flight to finish before it gives up on it.
+const CLAIMER_STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// The claimer's task and the switch that stops it (see [`Driver::stop_claiming`]).
+pub(crate) struct Background {
+    stop: watch::Sender<bool>,
+    claimer: JoinHandle<()>,
+}
+
 /// Starts the heartbeat (every `heartbeat`, by default a third of the lease) and the claimer
 /// (every `claim_interval` or when the store signals work, for as many runs as `room` says the
-/// driver can take). Both end when the driver is gone.
+/// driver can take). Both end when the driver is gone; the claimer also when told to stop.
 pub(crate) fn spawn_background(
     store: Arc<dyn Store>,
     inputs: mpsc::UnboundedSender<Input>,
     instance: InstanceId,
     config: &EngineConfig,
     room: Arc<AtomicUsize>,
-) {
+) -> Background {
     let (lease, claim_interval) = (config.lease, config.claim_interval);
     let heartbeat = config.heartbeat.unwrap_or(lease / 3);
     let (heartbeat_store, heartbeat_inputs) = (Arc::clone(&store), inputs.clone());
@@ -68,13 +78,20 @@ pub(crate) fn spawn_background(
             }
         }
     });
-    tokio::spawn(async move {
+    let (stop, mut stopping) = watch::channel(false);
+    let claimer = tokio::spawn(async move {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(claim_interval) => {}
                 () = store.work_available() => {}
+                changed = stopping.changed() => {
+                    if changed.is_err() {
+                        return; // the driver is gone
+                    }
+                }
             }
-            if inputs.is_closed() {
+            // Checked between claims only: a claim in flight is finished and handed over.
+            if *stopping.borrow() || inputs.is_closed() {
                 return;
             }
             let limit = room.load(Ordering::Relaxed);
@@ -92,6 +109,7 @@ pub(crate) fn spawn_background(
             }
         }
     });
+    Background { stop, claimer }
 }
 
 /// The parent of a child run, from its trigger context (`{"type": "subflow", ...}`).
@@ -237,10 +255,38 @@ impl Driver {
         }
     }
 
-    /// Gives up the leases of every run still held (at shutdown).
-    pub(crate) async fn release_all(&mut self) {
+    /// Stops the claimer at shutdown, before the leases are released, and returns the runs
+    /// it claimed that the driver did not take (they are released with the others).
+    ///
+    /// Otherwise the claimer, woken by the release's own `NOTIFY` or by its interval, could
+    /// claim the runs just released for this stopping instance, and no instance would
+    /// execute them until that lease expired.
+    pub(crate) async fn stop_claiming(&mut self) -> Vec<RunId> {
+        let Some(Background { stop, mut claimer }) = self.background.take() else {
+            return Vec::new();
+        };
+        let _ = stop.send(true);
+        if tokio::time::timeout(CLAIMER_STOP_GRACE, &mut claimer).await.is_err() {
+            claimer.abort();
+            warn!("the claimer did not stop in time; what it claims waits for its lease to expire");
+        }
+        // Nothing else will be handled: what is left is dropped as it would be with the driver
+        // (its senders see the engine stopped), except claims, which must be released.
+        let mut late = Vec::new();
+        while let Ok(input) = self.rx.try_recv() {
+            if let Input::Claimed(claimed) = input {
+                late.extend(claimed.into_iter().map(|c| c.run.id));
+            }
+        }
+        late
+    }
+
+    /// Gives up the leases of every run still held (at shutdown), and of `late`, runs
+    /// claimed for this instance but never taken.
+    pub(crate) async fn release_all(&mut self, late: Vec<RunId>) {
         let Some(leases) = &self.leases else { return };
-        let runs: Vec<RunId> = self.runs.keys().chain(self.parked.keys()).copied().collect();
+        let mut runs: Vec<RunId> = self.runs.keys().chain(self.parked.keys()).copied().collect();
+        runs.extend(late);
         if let Err(e) = self.store.release_runs(leases.instance, &runs).await {
             warn!(error = %e, "releasing leases failed; they expire on their own");
         }

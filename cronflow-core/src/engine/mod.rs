@@ -115,7 +115,9 @@ impl Engine {
         }
         if store.shared() {
             let room = driver.room();
-            lease::spawn_background(Arc::clone(&store), tx.clone(), instance, &config, room);
+            let background =
+                lease::spawn_background(Arc::clone(&store), tx.clone(), instance, &config, room);
+            driver.background = Some(background);
         }
         let parked = driver.parked_gauge();
         let driver = tokio::spawn(driver.run());

@@ -103,7 +103,8 @@ impl Webhooks {
         self
     }
 
-    /// The largest body of a manual trigger (default 1 MiB).
+    /// The largest body of the `/runs/` routes, the manual trigger and the resume route
+    /// (default 1 MiB, like webhooks); a larger one is refused with `413`.
     pub fn manual_max_body_bytes(mut self, limit: usize) -> Self {
         self.manual_max_body_bytes = limit;
         self

@@ -1,7 +1,8 @@
 //! The service's own routes under `/runs/`: the manual trigger `POST /runs/{workflow_id}`
-//! (off unless a token is configured) and the reserved `POST /runs/resume/{token}`.
+//! (off unless a token is configured) and `POST /runs/resume/{token}`, which resumes the
+//! paused run that issued the token (always on: the token is the credential).
 
-use cronflow_core::EngineHandle;
+use cronflow_core::{EngineError, EngineHandle, Json};
 use hmac::{Hmac, KeyInit, Mac};
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -10,7 +11,7 @@ use sha2::Sha256;
 
 use super::config::DEFAULT_IDEMPOTENCY_HEADER;
 use super::context::trigger_context;
-use super::reply::{Rejection, ResponseBody};
+use super::reply::{self, Rejection, ResponseBody};
 use super::service::{idempotency_key, start};
 use super::verify::{self, BoxError};
 
@@ -46,11 +47,8 @@ impl Manual {
         match segments.as_slice() {
             ["resume", token] if !token.is_empty() => {
                 only_post(&request, &path)?;
-                Err(Rejection::new(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "resuming paused runs is not implemented yet: the control-flow work \
-                     (pause nodes) implements POST /runs/resume/{token}",
-                ))
+                let token = token.to_string();
+                self.resume(handle, &token, request, body_timeout).await
             }
             [workflow] if !workflow.is_empty() && self.token.is_some() => {
                 only_post(&request, &path)?;
@@ -100,6 +98,55 @@ impl Manual {
         let context = trigger_context("manual", workflow, &parts, &payload.raw, &[AUTHORIZATION]);
         start(handle, workflow, payload.json, key, context).await
     }
+}
+
+impl Manual {
+    /// `POST /runs/resume/{token}`: the JSON body (`null` when empty) becomes the pause's
+    /// output. No bearer token: the resume token is the credential (244 random bits, single
+    /// use, looked up by its SHA-256), and whoever holds it was meant to answer the pause.
+    async fn resume<B>(
+        &self,
+        handle: &EngineHandle,
+        token: &str,
+        request: Request<B>,
+        body_timeout: std::time::Duration,
+    ) -> Result<Response<ResponseBody>, Rejection>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = request.into_parts();
+        let body = verify::read_body(body, self.max_body_bytes, body_timeout).await?;
+        let payload = if body.iter().all(u8::is_ascii_whitespace) {
+            Json::null()
+        } else {
+            verify::payload(&parts.headers, body, "application/json")?.json
+        };
+        match handle.resume(token, payload).await {
+            Ok(run_id) => Ok(reply::resumed(run_id)),
+            Err(error) => Err(resume_rejection(error)),
+        }
+    }
+}
+
+/// What a failed resume means to the caller: no open pause has the token (`404`: never
+/// issued, used, timed out or its run ended), the engine cannot take it now (`503`), or the
+/// payload was refused (`400`).
+fn resume_rejection(error: EngineError) -> Rejection {
+    let (status, message) = match &error {
+        EngineError::UnknownResumeToken => (StatusCode::NOT_FOUND, error.to_string()),
+        EngineError::ShuttingDown | EngineError::Store(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("the engine cannot resume runs now: {error}"))
+        }
+        EngineError::InvalidPayload(_) | EngineError::PayloadTooLarge { .. } => {
+            (StatusCode::BAD_REQUEST, error.to_string())
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, format!("the run was not resumed: {error}")),
+    };
+    if status.is_server_error() {
+        tracing::warn!(%error, "webhook: the engine did not resume a run");
+    }
+    Rejection::new(status, message)
 }
 
 fn token_mac(token: &[u8]) -> Hmac<Sha256> {

@@ -1,7 +1,7 @@
 //! The JSON responses: a run accepted (`202`/`200`) and every rejection (`Rejection`).
 
 use bytes::Bytes;
-use cronflow_core::{EngineError, Triggered};
+use cronflow_core::{EngineError, RunId, Triggered};
 use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
@@ -20,6 +20,11 @@ pub(crate) fn accepted(workflow_id: &str, triggered: Triggered) -> Response<Resp
         "created": triggered.created,
     });
     respond(status, &body, Vec::new())
+}
+
+/// `200 OK` with `{"run_id"}`: the pause of run `run_id` was resumed (durably).
+pub(crate) fn resumed(run_id: RunId) -> Response<ResponseBody> {
+    respond(StatusCode::OK, &json!({"run_id": run_id.to_string()}), Vec::new())
 }
 
 /// A request the service refuses: a status, a JSON body `{"error": "...", ...}` and

@@ -22,7 +22,7 @@ use super::verify::{self, BoxError};
 
 /// The webhook service: a cheap-to-clone tower [`Service`](tower_service::Service) that
 /// answers every webhook route of the registered workflows, plus the manual trigger and the
-/// reserved resume route under `/runs/` (see [`Webhooks`](crate::Webhooks)).
+/// resume route `POST /runs/resume/{token}` (see [`Webhooks`](crate::Webhooks)).
 ///
 /// Built by [`Webhooks::into_service`](crate::Webhooks::into_service). It is always ready
 /// (`poll_ready` never waits: backpressure is the engine's), never fails (every problem is a
