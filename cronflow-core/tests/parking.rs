@@ -134,3 +134,22 @@ async fn a_parked_run_survives_a_restart() {
     assert_eq!(report.status(), RunStatus::Completed);
     second.shutdown(GRACE).await.unwrap();
 }
+
+#[tokio::test]
+async fn cancelling_a_parked_parent_cancels_its_parked_child() {
+    let child = Workflow::new("child").pause("wait").step("echo").build().unwrap();
+    let parent = Workflow::new("parent").subflow("run-child", "child").build().unwrap();
+    let engine = engine(MemoryStore::new(), vec![child, parent], Arc::default()).await;
+    let handle = engine.handle();
+    let run = handle.trigger("parent", json!(7)).await.unwrap();
+    until_parked(&handle, 2).await;
+    handle.cancel(run, None).await.unwrap();
+    let child = handle.paused_runs().await.unwrap();
+    assert!(child.is_empty(), "the child's pause is gone: {child:?}");
+    let runs = handle.list_runs(&Default::default()).await.unwrap();
+    for record in runs {
+        let report = timeout(BOUND, handle.wait(record.id)).await.unwrap().unwrap();
+        assert_eq!(report.status(), RunStatus::Cancelled, "{:?}", report.run.workflow_id);
+    }
+    engine.shutdown(GRACE).await.unwrap();
+}

@@ -112,11 +112,20 @@ impl Driver {
         self.deferred.push(input);
     }
 
-    /// Loads the parked runs asked for, then handles the inputs that waited for them.
+    /// Loads the parked runs asked for, then handles the inputs that waited for them, until
+    /// those inputs need no more parked runs (a cancelled parent's parked child, say).
     pub(crate) async fn unpark(&mut self) {
-        if self.unpark_wanted.is_empty() {
-            return;
+        let mut failed = Vec::new();
+        while !self.unpark_wanted.is_empty() {
+            self.unpark_once(&mut failed).await;
+            // Inputs for a run that could not be loaded wait for the next turn.
+            self.unpark_wanted.retain(|run| !failed.contains(run));
         }
+        // Loads that failed are tried again on the next turn.
+        self.unpark_wanted.extend(failed);
+    }
+
+    async fn unpark_once(&mut self, failed: &mut Vec<RunId>) {
         let now = self.clock.now();
         for run_id in std::mem::take(&mut self.unpark_wanted) {
             let Some(parked) = self.parked.remove(&run_id) else { continue };
@@ -134,7 +143,7 @@ impl Driver {
                     // Try again on the next turn: the store may be back by then.
                     error!(%run_id, error = %e, "cannot load a parked run");
                     self.parked.insert(run_id, parked);
-                    self.unpark_wanted.insert(run_id);
+                    failed.push(run_id);
                     continue;
                 }
             };

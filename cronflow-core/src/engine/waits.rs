@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 use tracing::warn;
 
-use crate::engine::driver::{ActiveRun, Driver};
+use crate::engine::driver::{ActiveRun, Driver, Input};
 use crate::error::EngineError;
 use crate::event::{FailureKind, RunEvent, RunFailure, Wait, WaitOutcome};
 use crate::id::{RunId, TaskKey};
@@ -271,12 +271,15 @@ impl Driver {
     pub(crate) fn cancel_child(&mut self, child: RunId, reason: String) {
         let now = self.clock.now();
         self.waits.parents.remove(&child);
-        match self.runs.get_mut(&child) {
-            Some(run) => {
-                let commands = run.machine.cancel(now, Some(reason));
-                self.carry_out(child, commands);
-            }
-            None => warn!(%child, "child run to cancel is not active on this instance"),
+        if let Some(run) = self.runs.get_mut(&child) {
+            let commands = run.machine.cancel(now, Some(reason));
+            self.carry_out(child, commands);
+        } else if self.wake_parked(child) {
+            // Cancelled once it is loaded; nobody waits for the answer.
+            let (reply, _) = oneshot::channel();
+            self.after_unpark(Input::Cancel { run_id: child, reason: Some(reason), reply });
+        } else {
+            warn!(%child, "child run to cancel is not active on this instance");
         }
     }
 
