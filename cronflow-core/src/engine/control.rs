@@ -46,7 +46,7 @@ impl EngineHandle {
     /// # Ok(()) }
     /// ```
     pub async fn resume(&self, token: &str, payload: impl Serialize) -> Result<RunId, EngineError> {
-        let payload = Json::from_value(&payload)?;
+        let payload = self.checked_payload(&payload)?;
         let (reply, answer) = oneshot::channel();
         self.send(Input::Resume { token: token.to_owned(), payload, reply })?;
         answer.await.map_err(|_| EngineError::ShuttingDown)?
@@ -61,10 +61,21 @@ impl EngineHandle {
         node: &str,
         payload: impl Serialize,
     ) -> Result<RunId, EngineError> {
-        let payload = Json::from_value(&payload)?;
+        let payload = self.checked_payload(&payload)?;
         let (reply, answer) = oneshot::channel();
         self.send(Input::ResumeWait { run_id, node: TaskKey::new(node), payload, reply })?;
         answer.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// `payload` as JSON, refused over [`EngineBuilder::max_payload_bytes`](crate::EngineBuilder::max_payload_bytes)
+    /// like a trigger's: it becomes a node's output, stored in the history.
+    fn checked_payload(&self, payload: &impl Serialize) -> Result<Json, EngineError> {
+        let payload = Json::from_value(payload)?;
+        let limit = self.shared.config.max_payload_bytes;
+        if payload.len() > limit {
+            return Err(EngineError::PayloadTooLarge { size: payload.len(), limit });
+        }
+        Ok(payload)
     }
 
     /// Every open pause of the runs this engine executes, oldest run first.

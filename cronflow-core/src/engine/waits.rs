@@ -226,7 +226,6 @@ impl Driver {
         parent_wait: TaskKey,
     ) {
         let now = self.clock.now();
-        self.waits.parents.insert(child, parent);
         let Some(def) = self.registry.latest(&workflow).map(Arc::clone) else {
             let failure = RunFailure {
                 kind: FailureKind::NodeFailed,
@@ -238,6 +237,7 @@ impl Driver {
             self.replies.signals.push_back(Signal::ChildEnded { parent, child, outcome });
             return;
         };
+        self.waits.parents.insert(child, parent);
         let context = serde_json::json!({
             "type": "subflow",
             "parent_run": parent.to_string(),

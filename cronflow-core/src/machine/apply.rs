@@ -18,6 +18,7 @@ impl RunMachine {
                 state.retry_at = None;
                 state.in_flight = None;
                 state.outcome = Some(Ok(output.clone()));
+                state.settled_seq = self.recorded;
                 // Only steps outside loops are visible by their id to every later task;
                 // a loop body's steps are seen by its own iteration (see `Scope`).
                 if !task.as_str().contains(['#', '@']) {
@@ -36,7 +37,10 @@ impl RunMachine {
                     Some(at) => {
                         self.retries.insert((*at, task.clone()));
                     }
-                    None => state.outcome = Some(Err(error.clone())),
+                    None => {
+                        state.outcome = Some(Err(error.clone()));
+                        state.settled_seq = self.recorded;
+                    }
                 }
             }
             RunEvent::WaitStarted { wait, on } => {
@@ -47,7 +51,8 @@ impl RunMachine {
                     Wait::Pause { token_hash, .. } => vec![token_hash.clone()],
                     _ => Vec::new(),
                 };
-                let state = WaitState { on: on.clone(), token_hashes, outcome: None };
+                let state =
+                    WaitState { on: on.clone(), token_hashes, outcome: None, ended_seq: None };
                 self.waits.insert(wait.clone(), state);
             }
             RunEvent::TokenIssued { wait, token_hash } => {
@@ -61,6 +66,7 @@ impl RunMachine {
                         self.wait_deadlines.remove(&(at, wait.clone()));
                     }
                     state.outcome = Some(outcome.clone());
+                    state.ended_seq = Some(self.recorded);
                 }
                 self.tokens.remove(wait);
             }

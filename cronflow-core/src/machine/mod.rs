@@ -103,6 +103,8 @@ pub(crate) struct TaskState {
     pub(crate) outcome: Option<Result<Json, TaskError>>,
     /// The attempt currently with the executor (not part of the recorded state).
     pub(crate) in_flight: Option<InFlight>,
+    /// The `seq` of the event that gave the task its outcome (orders it against waits).
+    pub(crate) settled_seq: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,6 +120,8 @@ pub(crate) struct WaitState {
     /// Hashes of every token issued for a pause (the first is in `on`).
     pub(crate) token_hashes: Vec<String>,
     pub(crate) outcome: Option<WaitOutcome>,
+    /// The `seq` of the event that ended the wait.
+    pub(crate) ended_seq: Option<u32>,
 }
 
 /// The finished prefix of a loop: derived from recorded outcomes (a cache, rebuilt by the

@@ -487,7 +487,6 @@ fn a_race_won_while_a_losing_branch_has_an_action_in_flight_completes() {
 /// pause instead of a failed handler, the run goes on, and the hook runs for a failure that
 /// is no longer the run's outcome.
 #[test]
-#[ignore = "known bug: a resume revokes an on_pause failure while the on_failure hook runs"]
 fn an_on_pause_failure_is_not_revoked_by_a_resume_while_the_failure_hook_runs() {
     let flow = Workflow::new("wf")
         .on_failure("nay")

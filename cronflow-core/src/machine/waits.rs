@@ -103,6 +103,22 @@ impl RunMachine {
         out: &mut Vec<Command>,
     ) -> Flow {
         let key = TaskKey::new(scope.key(&node.id));
+        // An `on_pause` that failed for good while the pause was open fails the node for
+        // good: a resume or a timeout recorded after that failure does not undo it (the
+        // `on_failure` hook may be running). One still running when the pause ended is ignored.
+        if node.on_pause.is_some() {
+            let handler_key = scope.tagged(&node.id, "on_pause");
+            if let Some(state) = self.tasks.get(handler_key.as_str())
+                && let Some(Err(error)) = &state.outcome
+            {
+                let ended = self.waits.get(&key).and_then(|w| w.ended_seq);
+                if ended.is_none_or(|ended| ended > state.settled_seq) {
+                    let what = format!("the on_pause handler of `{}`", node.id);
+                    let (error, attempts) = (error.clone(), state.failures);
+                    return Flow::Failed(task_failure(what, &handler_key, error, attempts));
+                }
+            }
+        }
         match self.wait_outcome(key.as_str()) {
             Some(Some(outcome)) => {
                 let outcome = outcome.clone();

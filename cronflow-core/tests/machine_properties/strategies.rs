@@ -140,12 +140,7 @@ pub(crate) fn case(faults: bool, all_kinds: bool) -> impl Strategy<Value = Case>
             let on_success = hooks
                 .0
                 .then(|| builder.tagged("on_success#hook".into(), "on_success", TaskKind::Hook));
-            // Known machine bug, not worked around silently: with an `on_failure` hook, a
-            // resume revokes an `on_pause` handler's failure (the ignored unit test
-            // an_on_pause_failure_is_not_revoked_by_a_resume_while_the_failure_hook_runs in
-            // machine/tests_control.rs). Until it is fixed the two are not generated together.
-            let on_pause = builder.tasks.keys().any(|k| k.ends_with("#on_pause"));
-            let on_failure = (hooks.1 && all_kinds && !on_pause)
+            let on_failure = (hooks.1 && all_kinds)
                 .then(|| builder.tagged("on_failure#hook".into(), "on_failure", TaskKind::Hook));
             let def = WorkflowDef {
                 schema: 1,

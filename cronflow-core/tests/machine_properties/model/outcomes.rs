@@ -1,6 +1,6 @@
 //! What the history says: final task outcomes, pending retries, waits and race winners.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use cronflow_core::{RecordedEvent, RunEvent, TaskError, Wait, WaitOutcome};
@@ -27,6 +27,9 @@ pub(crate) struct Outcomes {
     pub(crate) waits: BTreeMap<String, WaitRec>,
     /// Decided races: the winning branch.
     pub(crate) races: BTreeMap<String, u32>,
+    /// `on_pause` handlers that failed for good while their pause was open: the pause node
+    /// has failed, whatever ends the pause later.
+    pub(crate) failed_while_open: BTreeSet<String>,
 }
 
 impl Outcomes {
@@ -48,6 +51,11 @@ impl Outcomes {
                     None => {
                         this.waiting.remove(task.as_str());
                         this.finals.insert(task.to_string(), Err(error.clone()));
+                        let pause = task.as_str().replacen("#on_pause", "", 1);
+                        let open = this.waits.get(&pause).is_some_and(|w| w.outcome.is_none());
+                        if task.as_str().contains("#on_pause") && open {
+                            this.failed_while_open.insert(task.to_string());
+                        }
                     }
                 },
                 RunEvent::WaitStarted { wait, on } => {

@@ -60,9 +60,15 @@ impl Model<'_> {
     }
 
     /// `pause`: open until resumed (the payload is its output) or timed out; its `on_pause`
-    /// handler runs while it is open.
+    /// handler runs while it is open, and its failure then fails the node for good.
     pub(super) fn pause(&mut self, node: &PauseNode, scope: &Scope) -> Flow {
         let key = scope.key(&node.id);
+        let handler = scope.tagged(&node.id, "on_pause");
+        if self.o.failed_while_open.contains(&handler) {
+            // Its failure stands, whatever ended the pause after it.
+            let what = format!("the on_pause handler of `{}`", node.id);
+            return self.handler(handler, what, &Value::Null, scope);
+        }
         match self.stage(&key) {
             Stage::Ended(outcome) => self.waited(&key, &node.id, node.on_timeout, outcome),
             Stage::NotStarted => Flow::Pending,
