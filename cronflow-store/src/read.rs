@@ -44,6 +44,41 @@ pub(crate) async fn active_runs(conn: &DatabaseConnection) -> Result<Vec<StoredR
     with_histories(dialect, runs, &event_rows)
 }
 
+/// Runs `ids` with their histories, a few hundred per pair of queries.
+pub(crate) async fn load_runs(
+    conn: &DatabaseConnection,
+    ids: &[RunId],
+) -> Result<Vec<StoredRun>, StoreError> {
+    const CHUNK: usize = 500;
+    let dialect = Dialect::of(conn);
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let list = vec!["?"; chunk.len()].join(",");
+        let values: Vec<_> = chunk.iter().map(|id| dialect.run_id(*id)).collect();
+        let runs_sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id IN ({list})");
+        let events_sql = format!(
+            "SELECT run_id, {EVENT_COLUMNS} FROM run_events WHERE run_id IN ({list}) \
+             ORDER BY run_id, seq"
+        );
+        let txn = conn
+            .begin_with_options(dialect.snapshot_transaction())
+            .await
+            .map_err(|e| db("beginning to load runs", e))?;
+        let run_rows = txn
+            .query_all_raw(dialect.statement(dialect.numbered(&runs_sql), values.clone()))
+            .await
+            .map_err(|e| db("loading runs", e))?;
+        let event_rows = txn
+            .query_all_raw(dialect.statement(dialect.numbered(&events_sql), values))
+            .await
+            .map_err(|e| db("loading the histories of runs", e))?;
+        txn.commit().await.map_err(|e| db("ending the load of runs", e))?;
+        let runs = run_rows.iter().map(|row| decode_run(row, dialect)).collect::<Result<_, _>>()?;
+        out.extend(with_histories(dialect, runs, &event_rows)?);
+    }
+    Ok(out)
+}
+
 /// `runs` with their histories: `run_started` from the run row, then `event_rows` (`run_id`
 /// then [`EVENT_COLUMNS`], ordered by run then `seq`), which must all belong to `runs`.
 pub(crate) fn with_histories(

@@ -173,6 +173,13 @@ macro_rules! delegate_store {
                 crate::read::run_report(&self.db, id).await
             }
 
+            async fn load_runs(
+                &self,
+                ids: &[cronflow_core::RunId],
+            ) -> Result<Vec<cronflow_core::StoredRun>, cronflow_core::StoreError> {
+                crate::read::load_runs(&self.db, ids).await
+            }
+
             async fn list_runs(
                 &self,
                 query: &cronflow_core::RunQuery,

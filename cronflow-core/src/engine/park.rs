@@ -6,6 +6,7 @@
 //! input is kept and handled again once the run is back.
 
 use std::cmp::Reverse;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::engine::waits::PausedRun;
 use crate::event::Wait;
 use crate::id::RunId;
 use crate::machine::RunMachine;
+use crate::store::StoredRun;
 
 /// A parked run is loaded this long before its wake-up time.
 const PREFETCH: Duration = Duration::from_millis(500);
@@ -127,27 +129,25 @@ impl Driver {
 
     async fn unpark_once(&mut self, failed: &mut Vec<RunId>) {
         let now = self.clock.now();
-        for run_id in std::mem::take(&mut self.unpark_wanted) {
+        let ids: Vec<RunId> = std::mem::take(&mut self.unpark_wanted)
+            .into_iter()
+            .filter(|id| self.parked.contains_key(id))
+            .collect();
+        // One load for all of them: many parked runs often wake up together.
+        let loaded = match self.store.load_runs(&ids).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // Try again on the next turn: the store may be back by then.
+                error!(runs = ids.len(), error = %e, "cannot load parked runs");
+                failed.extend(ids);
+                return;
+            }
+        };
+        let mut missing: HashSet<RunId> = ids.into_iter().collect();
+        for StoredRun { run, events } in loaded {
+            let run_id = run.id;
             let Some(parked) = self.parked.remove(&run_id) else { continue };
-            let report = match self.store.run_report(run_id).await {
-                Ok(Some(report)) => report,
-                Ok(None) => {
-                    error!(%run_id, "parked run is missing from the store");
-                    self.unresumable.insert(run_id);
-                    for watcher in parked.watchers {
-                        let _ = watcher.send(WatchEnd::Unresumable);
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    // Try again on the next turn: the store may be back by then.
-                    error!(%run_id, error = %e, "cannot load a parked run");
-                    self.parked.insert(run_id, parked);
-                    failed.push(run_id);
-                    continue;
-                }
-            };
-            let run = &report.run;
+            missing.remove(&run_id);
             let store = Arc::clone(&self.store);
             let def = match self.registry.revision(&run.workflow_id, run.revision, &*store).await {
                 Ok(Some(def)) => def,
@@ -157,7 +157,7 @@ impl Driver {
                     continue;
                 }
             };
-            match RunMachine::replay(def, run_id, run.payload.clone(), &report.history) {
+            match RunMachine::replay(def, run_id, run.payload.clone(), &events) {
                 Ok(mut machine) => {
                     let commands = machine.resume(now);
                     let mut active = ActiveRun::new(machine, parked.fence, run.context.clone());
@@ -169,6 +169,15 @@ impl Driver {
                 Err(e) => {
                     error!(%run_id, error = %e, "cannot unpark run");
                     self.unresumable.insert(run_id);
+                }
+            }
+        }
+        for run_id in missing {
+            error!(%run_id, "parked run is missing from the store");
+            self.unresumable.insert(run_id);
+            if let Some(parked) = self.parked.remove(&run_id) {
+                for watcher in parked.watchers {
+                    let _ = watcher.send(WatchEnd::Unresumable);
                 }
             }
         }

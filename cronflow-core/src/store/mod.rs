@@ -160,6 +160,19 @@ pub trait Store: Send + Sync + 'static {
         Ok(Some(RunReport { run, history }))
     }
 
+    /// Several runs with their histories, in any order; ids not found are left out. The
+    /// engine loads parked runs with it (many at once when many wake up together). The
+    /// default calls [`Store::run_report`] per id; a backend may read them in a few queries.
+    async fn load_runs(&self, ids: &[RunId]) -> Result<Vec<StoredRun>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(report) = self.run_report(*id).await? {
+                out.push(StoredRun { run: report.run, events: report.history });
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs matching `query`, newest first.
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
 
