@@ -15,6 +15,7 @@ mod dispatch;
 mod driver;
 mod flow;
 mod handle;
+mod input;
 mod lease;
 mod park;
 mod registry;
