@@ -11,6 +11,7 @@ mod harness;
 
 mod combined;
 mod events;
+mod flow;
 mod loops;
 mod nodes;
 mod pause;
