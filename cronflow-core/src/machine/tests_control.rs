@@ -100,16 +100,20 @@ impl Run {
         }
     }
 
-    /// Replaying the history rebuilds the same recorded state.
-    fn check_replay(&self) {
-        let history: Vec<RecordedEvent> = self
-            .all
+    /// Every event recorded so far, in order.
+    fn history(&self) -> Vec<RecordedEvent> {
+        self.all
             .iter()
             .filter_map(|c| match c {
                 Command::Record(e) => Some(e.clone()),
                 _ => None,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Replaying the history rebuilds the same recorded state.
+    fn check_replay(&self) {
+        let history = self.history();
         let replayed = RunMachine::replay(
             Arc::clone(&self.def),
             self.m.run_id(),
@@ -274,14 +278,7 @@ fn pause_issues_a_hashed_token_and_resumes_with_a_payload() {
     assert_eq!(token.len(), 64);
     let hashes: Vec<String> = r.m.open_pause_tokens().map(|(_, h)| h.to_owned()).collect();
     assert_eq!(hashes, [token_hash(&token)]);
-    let recorded: Vec<&RecordedEvent> = r
-        .all
-        .iter()
-        .filter_map(|c| match c {
-            Command::Record(e) => Some(e),
-            _ => None,
-        })
-        .collect();
+    let recorded = r.history();
     let stored = serde_json::to_string(&recorded).unwrap();
     assert!(!stored.contains(&*token), "only the hash is recorded");
     r.ok(1, "approve#on_pause", json!(null));
@@ -314,14 +311,7 @@ fn a_replayed_pause_issues_a_new_token_for_a_new_on_pause_attempt() {
     let flow = Workflow::new("wf").pause_with("approve", |p| p.on_pause("ask"));
     let r = Run::start(flow, json!(null));
     let first = r.task("approve#on_pause").context.token.unwrap();
-    let history: Vec<RecordedEvent> = r
-        .all
-        .iter()
-        .filter_map(|c| match c {
-            Command::Record(e) => Some(e.clone()),
-            _ => None,
-        })
-        .collect();
+    let history = r.history();
     let mut m =
         RunMachine::replay(Arc::clone(&r.def), r.m.run_id(), Json::null(), &history).unwrap();
     let c = m.resume(t(5));
